@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "django_dramatiq",
     "hub",
     "tenants",
+    "canonical",
     "connectors",
 ]
 

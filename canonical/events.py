@@ -1,0 +1,48 @@
+"""Writing change events (the outbox) with per-tenant cursors handed out in commit order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db import connection as db_connection
+
+from canonical.models import ChangeCursor, ChangeEvent
+from tenants.models import Tenant
+
+
+def lock_cursor(tenant: Tenant) -> None:
+    """Take the tenant's cursor row lock for the rest of the transaction.
+
+    Every writer of a tenant's events takes it first, before touching records, so writers of one
+    tenant queue here (never deadlock on record rows) and cursors follow commit order.
+    """
+    ChangeCursor.objects.get_or_create(tenant=tenant)
+    list(ChangeCursor.objects.select_for_update().filter(tenant=tenant).values_list("pk", flat=True))
+
+
+def write_events(tenant: Tenant, rows: Sequence[tuple[str, str, str, int]], now: datetime) -> int:
+    """Append events `(resource_type, record public id, action, version)`; the caller holds `lock_cursor`."""
+    if not rows:
+        return 0
+    qn = db_connection.ops.quote_name
+    table = qn(ChangeCursor._meta.db_table)
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET value = value + %s WHERE tenant_id = %s", [len(rows), tenant.pk])  # noqa: S608
+        cursor.execute(f"SELECT value FROM {table} WHERE tenant_id = %s", [tenant.pk])  # noqa: S608
+        last = cursor.fetchone()[0]
+    first = last - len(rows) + 1
+    uuid_field = ChangeEvent._meta.get_field("record_id")
+    occurred = db_connection.ops.adapt_datetimefield_value(now)
+    params = [
+        (tenant.pk, first + i, resource_type, uuid_field.get_db_prep_value(record_id, db_connection), action, version, occurred)
+        for i, (resource_type, record_id, action, version) in enumerate(rows)
+    ]
+    events = qn(ChangeEvent._meta.db_table)
+    with db_connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {events} (tenant_id, {qn('cursor')}, resource_type, record_id, action, version, occurred_at) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            params,
+        )
+    return len(rows)
