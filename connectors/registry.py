@@ -1,61 +1,83 @@
-"""The one registry of vendors the hub can connect to, keyed by vendor key.
+"""The one registry of vendors, keyed by vendor key (STYLE.md: healthchecks' TRANSPORTS).
 
-Each entry is the vendor's class-level description; a tenant's connection to it is a
-`tenants.Connection` row. The connector framework (sessions, paging, sync) builds on these keys.
+A vendor module calls `register` on import; `HUB_EXTRA_CONNECTORS` names extra modules to import
+(a private vendor, or the loopback test vendor). `vendor_choices` feeds Connection.vendor.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+
+from django.conf import settings
 
 
 @dataclass(frozen=True)
 class VendorInfo:
     key: str
     name: str
-    # Credential fields this vendor's login uses, so the admin can say what to fill in.
     credential_fields: tuple[str, ...]
     description: str = ""
 
 
+# Vendors the hub knows by name. Their connector classes land in their own issues; until a class
+# is registered, a connection of that vendor can be configured but not synced.
 VENDORS: dict[str, VendorInfo] = {
     info.key: info
     for info in (
-        VendorInfo(
-            "wellsky",
-            "WellSky",
-            ("username", "password", "totp_secret", "client_id", "client_secret"),
-            "Portal login with MFA, Personal Care Connect (OAuth2) or FHIR R4 Connect.",
-        ),
-        VendorInfo(
-            "eclinicalworks",
-            "eClinicalWorks / healow",
-            ("username", "password", "totp_secret", "client_id", "private_key_pem"),
-            "Portal login with MFA; FHIR R4 with SMART Backend Services (RS384 client assertion).",
-        ),
-        VendorInfo(
-            "welkin",
-            "Welkin Health",
-            ("client_id", "client_secret"),
-            "API client id and secret; change notifications are pinged to the hub.",
-        ),
-        VendorInfo(
-            "fhir",
-            "FHIR R4 server",
-            ("client_id", "client_secret", "private_key_pem"),
-            "Any FHIR R4 server: client credentials or SMART Backend Services.",
-        ),
+        VendorInfo("wellsky", "WellSky", ("username", "password", "totp_secret", "client_id", "client_secret"),
+                   "Portal login with MFA, Personal Care Connect (OAuth2) or FHIR R4 Connect."),
+        VendorInfo("eclinicalworks", "eClinicalWorks / healow", ("username", "password", "totp_secret", "client_id", "private_key_pem"),
+                   "Portal login with MFA; FHIR R4 with SMART Backend Services (RS384 client assertion)."),
+        VendorInfo("welkin", "Welkin Health", ("client_id", "client_secret"),
+                   "API client id and secret; change notifications are pinged to the hub."),
+        VendorInfo("fhir", "FHIR R4 server", ("client_id", "client_secret", "private_key_pem"),
+                   "Any FHIR R4 server: client credentials or SMART Backend Services."),
         VendorInfo("hl7v2", "HL7 v2 feed (MLLP)", (), "Inbound HL7 v2 messages over MLLP or file drop."),
     )
 }
 
+CONNECTORS: dict[str, type] = {}
+_loaded_extras = False
+
+
+def register(cls: type) -> type:
+    """Class decorator: make a connector class available under its key."""
+    CONNECTORS[cls.key] = cls
+    VENDORS.setdefault(cls.key, VendorInfo(cls.key, cls.name, tuple(cls.credential_fields), cls.description))
+    return cls
+
+
+def _load_extras() -> None:
+    global _loaded_extras
+    if _loaded_extras:
+        return
+    _loaded_extras = True
+    for module in getattr(settings, "HUB_EXTRA_CONNECTORS", []):
+        importlib.import_module(module)
+
 
 def vendor_choices() -> list[tuple[str, str]]:
+    _load_extras()
     return [(info.key, info.name) for info in VENDORS.values()]
 
 
 def get_vendor(key: str) -> VendorInfo:
+    _load_extras()
     try:
         return VENDORS[key]
     except KeyError:
         raise KeyError(f"unknown vendor {key!r}; known: {', '.join(VENDORS)}") from None
+
+
+def connector_class(key: str) -> type:
+    _load_extras()
+    try:
+        return CONNECTORS[key]
+    except KeyError:
+        raise KeyError(f"no connector is installed for vendor {key!r}") from None
+
+
+def connector_for(connection):
+    """The connector instance for a connection row."""
+    return connector_class(connection.vendor)(connection)

@@ -142,6 +142,8 @@ _DRAMATIQ_MIDDLEWARE = [
     "dramatiq.middleware.AgeLimit",
     "dramatiq.middleware.TimeLimit",
     "dramatiq.middleware.Callbacks",
+    # Before Retries on purpose: "after" hooks run in reverse, so it sees Retries' final verdict.
+    "connectors.middleware.FailedJobMiddleware",
     "dramatiq.middleware.Retries",
     "django_dramatiq.middleware.DbConnectionsMiddleware",
 ]
@@ -162,6 +164,13 @@ elif DRAMATIQ_BROKER_URL.startswith(("amqp://", "amqps://")):
 else:
     raise ImproperlyConfigured("DRAMATIQ_BROKER_URL must start with redis://, rediss://, amqp:// or amqps://")
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+# Extra connector modules to register (dotted paths, comma-separated): private vendors, test doubles.
+HUB_EXTRA_CONNECTORS = env_list("HUB_EXTRA_CONNECTORS")
+
+# Per-connection vendor rate limits must hold across every worker: they live in Redis.
+RATE_LIMIT_REDIS_URL = env_str("RATE_LIMIT_REDIS_URL") or (
+    DRAMATIQ_BROKER_URL if DRAMATIQ_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
 
 # --- cache (throttles, rate limits shared by every process in production) -----------------------
 if os.environ.get("CACHE_URL"):

@@ -49,6 +49,10 @@ class Connection(PublicIdModel, TimestampedModel):
         max_length=100, blank=True, validators=[validate_cron],
         help_text="Cron schedule for periodic syncs (minute hour day month weekday), e.g. '*/15 * * * *'. Empty: manual only.",
     )
+    options = models.JSONField(
+        default=dict, blank=True,
+        help_text="Vendor-specific settings, checked against the vendor's schema, e.g. {\"rate_limit_per_second\": 10}.",
+    )
     status = models.CharField(max_length=16, choices=ConnectionStatus.choices, default=ConnectionStatus.NEW, editable=False)
     status_detail = models.CharField(max_length=500, blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)

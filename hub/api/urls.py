@@ -8,4 +8,5 @@ urlpatterns = [
     path("", ApiRootView.as_view(), name="root"),
     path("me", MeView.as_view(), name="me"),
     path("", include("tenants.api.urls")),
+    path("", include("connectors.api.urls")),
 ]

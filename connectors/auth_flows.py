@@ -1,0 +1,113 @@
+"""Building blocks for vendor logins: TOTP codes, waiting for relayed SMS/email codes, OAuth2
+client credentials, SMART Backend Services assertions (RS384) and the JWT-bearer grant (HS256)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+import uuid
+from datetime import datetime
+
+import jwt
+import pyotp
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from connectors.errors import AuthenticationFailed, MfaRequired
+from connectors.models import MfaCode
+from tenants.models import Connection
+
+CODE_PATTERN = re.compile(r"(?<!\d)(\d{4,8})(?!\d)")
+
+
+def totp_code(secret: str, at: float | None = None) -> str:
+    if not secret:
+        raise MfaRequired("the vendor asked for a TOTP code but the connection's credential has no TOTP secret")
+    return pyotp.TOTP(secret).at(at if at is not None else time.time())
+
+
+def extract_code(text: str) -> str | None:
+    """The first 4–8 digit number in a relayed message ('Your WellSky code is 482913')."""
+    match = CODE_PATTERN.search(text or "")
+    return match.group(1) if match else None
+
+
+def relay_token(connection: Connection) -> str:
+    """The secret an SMS gateway or mailbox forwarder presents to /hooks/mfa/<connection>/."""
+    return hmac.new(settings.SECRET_KEY.encode(), f"mfa-relay:{connection.public_id}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def wait_for_mfa_code(
+    connection: Connection, channel: str, *, since: datetime, timeout: float, poll: float = 0.5, sleep=time.sleep
+) -> str:
+    """Wait up to `timeout` seconds for a code relayed after `since`, consume it and return it.
+
+    Raises MfaRequired naming the channel when none came: the login fails clearly, never hangs.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with transaction.atomic():
+            code = (
+                MfaCode.objects.select_for_update()
+                .filter(connection=connection, channel=channel, consumed_at__isnull=True, received_at__gte=since)
+                .order_by("received_at")
+                .first()
+            )
+            if code is not None:
+                MfaCode.objects.filter(pk=code.pk).update(consumed_at=timezone.now())
+                return code.code
+        if time.monotonic() >= deadline:
+            raise MfaRequired(f"no {channel} code arrived within {timeout:.0f}s; check the relay to /hooks/mfa/")
+        sleep(poll)
+
+
+def oauth2_client_credentials(client, token_url: str, client_id: str, client_secret: str, scope: str = "") -> dict:
+    """RFC 6749 §4.4. Returns the token response (access_token, expires_in, …)."""
+    if not client_id or not client_secret:
+        raise AuthenticationFailed("the credential needs an OAuth client id and secret")
+    data = {"grant_type": "client_credentials"}
+    if scope:
+        data["scope"] = scope
+    response = client.request("POST", token_url, data=data, auth=(client_id, client_secret), authenticated=False)
+    return _token(response)
+
+
+def smart_backend_token(client, token_url: str, client_id: str, private_key_pem: str, *, scope: str, kid: str = "", algorithm: str = "RS384") -> dict:
+    """SMART Backend Services: a client_credentials grant with a signed JWT client assertion."""
+    if not client_id or not private_key_pem:
+        raise AuthenticationFailed("the credential needs a client id and a private key (PEM)")
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 300, "iat": now, "jti": uuid.uuid4().hex}
+    headers = {"kid": kid} if kid else None
+    try:
+        assertion = jwt.encode(claims, private_key_pem, algorithm=algorithm, headers=headers)
+    except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        raise AuthenticationFailed(f"cannot sign the client assertion ({type(exc).__name__}); check the private key") from None
+    response = client.request("POST", token_url, authenticated=False, data={
+        "grant_type": "client_credentials", "scope": scope,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "client_assertion": assertion,
+    })
+    return _token(response)
+
+
+def jwt_bearer_token(client, token_url: str, client_id: str, client_secret: str, *, scope: str = "all") -> dict:
+    """RFC 7523 JWT-bearer grant with an HS256 assertion signed by the client secret (Welkin v1)."""
+    now = int(time.time())
+    assertion = jwt.encode({"iss": client_id, "aud": token_url, "exp": now + 300, "iat": now, "scope": scope}, client_secret, algorithm="HS256")
+    response = client.request("POST", token_url, authenticated=False, data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion,
+    })
+    return _token(response)
+
+
+def _token(response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        raise AuthenticationFailed("the token endpoint did not answer JSON") from None
+    if not isinstance(body, dict) or not body.get("access_token"):
+        raise AuthenticationFailed("the token endpoint answered without an access_token")
+    return body

@@ -1,0 +1,32 @@
+"""Dramatiq middleware: a message that fails for the last time becomes a FailedJob for triage."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from dramatiq.middleware import Middleware
+
+logger = logging.getLogger(__name__)
+
+
+class FailedJobMiddleware(Middleware):
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is None or not message.failed:
+            return  # succeeded, or Retries will try again
+        from connectors.triage import record_failed_job
+
+        try:
+            record_failed_job(
+                actor=message.actor_name,
+                args=list(message.args),
+                kwargs=dict(message.kwargs),
+                exception=exception,
+                traceback_text="".join(traceback.format_exception(exception, limit=30)),
+                attempts=message.options.get("retries", 0) + 1,
+            )
+        except Exception:  # triage must never take the worker down; the failure is still logged
+            logger.exception("could not record failed job for %s", message.actor_name)
+
+    def after_skip_message(self, broker, message):
+        return None

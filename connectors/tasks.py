@@ -1,0 +1,74 @@
+"""Dramatiq actors: thin doors. They take ids, reload, call one function in connectors.sync.
+
+Retry policy: retryable vendor errors (429, 5xx, timeouts) back off and retry; final errors
+(refused login, missing entitlement, invalid payloads) go straight to triage.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+from django.db import OperationalError, transaction
+
+from connectors import sync
+from connectors.errors import FinalError, RetryableError
+from connectors.models import SyncRun
+from tenants.models import Connection
+
+logger = logging.getLogger(__name__)
+
+
+def _retry_when(retries: int, exception: BaseException) -> bool:
+    return retries < 6 and isinstance(exception, RetryableError | OperationalError)
+
+
+_OPTIONS = {"retry_when": _retry_when, "throws": (FinalError,), "min_backoff": 2_000, "max_backoff": 600_000}
+
+
+@dramatiq.actor(queue_name="sync", time_limit=6 * 60 * 60 * 1000, **_OPTIONS)
+def sync_resource(*, run_id: int) -> None:
+    sync.run_sync(run_id)
+
+
+@dramatiq.actor(queue_name="sync", max_retries=3, throws=(FinalError,))
+def sync_connection(*, connection_id: int, trigger: str = "manual", resources: list[str] | None = None) -> None:
+    """Fan out: one queued SyncRun and one sync_resource message per resource."""
+    connection = Connection.objects.select_related("tenant").filter(pk=connection_id).first()
+    if connection is None:
+        logger.warning("connection %s is gone", connection_id)
+        return
+    enqueue_runs(connection, trigger=trigger, resources=resources)
+
+
+def enqueue_runs(connection: Connection, *, trigger: str = "manual", resources: list[str] | None = None) -> list[SyncRun]:
+    with transaction.atomic():
+        runs = sync.create_runs(connection, resources=resources, trigger=trigger)
+        for run in runs:
+            transaction.on_commit(lambda run_id=run.pk: sync_resource.send(run_id=run_id))
+    return runs
+
+
+@dramatiq.actor(queue_name="pull", **_OPTIONS)
+def pull_resource(*, connection_id: int, resource: str, external_id: str) -> None:
+    connection = Connection.objects.select_related("tenant").filter(pk=connection_id).first()
+    if connection is None:
+        logger.warning("connection %s is gone", connection_id)
+        return
+    sync.pull_record(connection, resource, external_id)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, throws=(FinalError,))
+def replay_source_record(*, source_record_id: int) -> None:
+    sync.replay_source_record(source_record_id)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0, throws=(FinalError,))
+def open_session(*, connection_id: int) -> None:
+    from connectors.registry import connector_for
+    from connectors.sessions import SessionManager
+
+    connection = Connection.objects.select_related("tenant").filter(pk=connection_id).first()
+    if connection is None:
+        return
+    SessionManager(connector_for(connection)).login()
