@@ -46,6 +46,26 @@ def record_audit(
     )
 
 
+def record_audits(
+    events: list[tuple[str, str, Any, dict[str, Any]]], *, tenant: Tenant | None = None, actor_label: str | None = None,
+    batch_size: int = 500,
+) -> None:
+    """Many system events `(action, object_type, object_id, detail)` in one INSERT per batch: the
+    same rows `record_audit` writes, for jobs that decide thousands of things at once."""
+    request_id = get_request_id()
+    label = actor_label or actor_label_for()
+    AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                tenant=tenant, actor_label=label, action=action, object_type=object_type, object_id=str(object_id or ""),
+                request_id="" if request_id == "-" else request_id, detail=detail or {},
+            )
+            for action, object_type, object_id, detail in events
+        ],
+        batch_size=batch_size,
+    )
+
+
 def object_type_of(obj: Model | type[Model]) -> str:
     return obj._meta.label_lower
 

@@ -46,3 +46,6 @@ class ChildRow(models.Model):
     class Meta:
         abstract = True
         ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"#{self.position + 1}"

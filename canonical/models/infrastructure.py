@@ -35,6 +35,7 @@ class SourceRecord(models.Model):
         indexes = [
             models.Index(fields=["tenant", "connection", "resource_type", "external_id"], name="sourcerecord_lookup"),
             models.Index(fields=["tenant", "status"], name="sourcerecord_status"),
+            models.Index(fields=["tenant", "connection", "external_id"], name="sourcerecord_by_external_id"),
         ]
 
     def __str__(self) -> str:

@@ -64,6 +64,7 @@ class PatientIdentifier(ChildRow):
     value = models.CharField(max_length=100)
 
     class Meta(ChildRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["patient", "position"], name="patientidentifier_unique_position")]
         indexes = [models.Index(fields=["tenant", "system", "value"], name="patientidentifier_lookup")]
 
     def __str__(self) -> str:
@@ -204,6 +205,10 @@ class EncounterDiagnosis(ChildRow):
     display = models.CharField(max_length=300, blank=True)
     rank = models.PositiveSmallIntegerField(default=1)
 
+    class Meta(ChildRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["encounter", "position"], name="encounterdiagnosis_unique_position")]
+
+
 
 class EncounterProcedure(ChildRow):
     encounter = models.ForeignKey(Encounter, on_delete=models.CASCADE, related_name="procedures")
@@ -213,6 +218,10 @@ class EncounterProcedure(ChildRow):
     units = models.DecimalField(max_digits=8, decimal_places=2, default=1)
     display = models.CharField(max_length=300, blank=True)
 
+    class Meta(ChildRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["encounter", "position"], name="encounterprocedure_unique_position")]
+
+
 
 class EncounterVital(ChildRow):
     encounter = models.ForeignKey(Encounter, on_delete=models.CASCADE, related_name="vitals")
@@ -221,6 +230,10 @@ class EncounterVital(ChildRow):
     value = models.DecimalField(max_digits=12, decimal_places=4)
     unit = models.CharField(max_length=20, help_text="UCUM unit, e.g. mm[Hg], kg, /min.")
     effective_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(ChildRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["encounter", "position"], name="encountervital_unique_position")]
+
 
 
 class EncounterNote(ChildRow):
@@ -237,6 +250,10 @@ class EncounterNote(ChildRow):
         default=list, blank=True,
         help_text="[{reason_code, text, amended_by, amended_at, resigned_at}] in order.",
     )
+
+    class Meta(ChildRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["encounter", "position"], name="encounternote_unique_position")]
+
 
 
 class CarePlan(CanonicalRecord):
@@ -316,3 +333,6 @@ class ShiftOffer(ChildRow):
     response = models.CharField(max_length=10, choices=choices.OfferResponse.choices, default=choices.OfferResponse.PENDING)
     offered_at = models.DateTimeField(null=True, blank=True)
     responded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(ChildRow.Meta):
+        constraints = [models.UniqueConstraint(fields=["shift", "position"], name="shiftoffer_unique_position")]

@@ -63,3 +63,21 @@ def test_a_malformed_record_fails_alone_into_triage(loopback_connection, vendor)
     assert job.source_record.external_id == "r000003"
     assert job.message == "records: birth_date 'not-a-date' is not YYYY-MM-DD".replace("'not-a-date'", "'…'")
     assert job.source_record.status == "failed" and job.source_record.error_path == "birth_date"
+
+
+@pytest.mark.django_db
+def test_synced_patients_get_master_patients_across_connections(loopback_connection, vendor, tenant_a):
+    from canonical.models import MasterPatient
+    from tests.factories import ConnectionFactory, CredentialFactory
+
+    vendor.store.seed(20)
+    second = ConnectionFactory(tenant=tenant_a, vendor="loopback", base_url=vendor.url, display_name="Loopback 2")
+    CredentialFactory(connection=second, username="ops", password="pw-123")
+    sync(loopback_connection)
+    assert Patient.objects.filter(master__isnull=True).count() == 0
+    sync(second)
+    # Same people from two sources: name, birth date and sex agree, so each pair shares one master.
+    first = dict(Patient.objects.filter(source_connection=loopback_connection).values_list("external_id", "master_id"))
+    again = dict(Patient.objects.filter(source_connection=second).values_list("external_id", "master_id"))
+    assert first == again
+    assert len(set(first.values())) == 20 == MasterPatient.objects.filter(tenant=tenant_a).count()
