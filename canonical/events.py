@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -21,7 +22,7 @@ def lock_cursor(tenant: Tenant) -> None:
     list(ChangeCursor.objects.select_for_update().filter(tenant=tenant).values_list("pk", flat=True))
 
 
-def write_events(tenant: Tenant, rows: Sequence[tuple[str, str, str, int]], now: datetime) -> int:
+def write_events(tenant: Tenant, rows: Sequence[tuple[str, uuid.UUID, str, int]], now: datetime) -> int:
     """Append events `(resource_type, record public id, action, version)`; the caller holds `lock_cursor`."""
     if not rows:
         return 0
@@ -32,10 +33,10 @@ def write_events(tenant: Tenant, rows: Sequence[tuple[str, str, str, int]], now:
         cursor.execute(f"SELECT value FROM {table} WHERE tenant_id = %s", [tenant.pk])  # noqa: S608
         last = cursor.fetchone()[0]
     first = last - len(rows) + 1
-    uuid_field = ChangeEvent._meta.get_field("record_id")
+    native_uuid = db_connection.features.has_native_uuid_field
     occurred = db_connection.ops.adapt_datetimefield_value(now)
     params = [
-        (tenant.pk, first + i, resource_type, uuid_field.get_db_prep_value(record_id, db_connection), action, version, occurred)
+        (tenant.pk, first + i, resource_type, record_id if native_uuid else record_id.hex, action, version, occurred)
         for i, (resource_type, record_id, action, version) in enumerate(rows)
     ]
     events = qn(ChangeEvent._meta.db_table)

@@ -98,9 +98,11 @@ def _field_preparer(f: models.Field):
         raise RecordInvalid(name, "is required")
 
     if isinstance(f, models.JSONField):
+        adapt_json, encoder = ops.adapt_json_value, f.encoder
+
         def prep(v):
             v = missing() if v is None else v
-            return f.get_db_prep_value(v, db_connection)
+            return adapt_json(v, encoder)
     elif isinstance(f, models.DateTimeField):
         def prep(v):
             if v is None:
@@ -176,8 +178,9 @@ def _columns(model: type[models.Model], names: Sequence[str]) -> list[_Column]:
     return [_Column(n, model._meta.get_field(n).column, _field_preparer(model._meta.get_field(n))) for n in names]
 
 
-def _uuid_param(value: uuid.UUID):
-    return value if db_connection.features.has_native_uuid_field else value.hex
+def _uuid_converter():
+    """uuid -> database parameter, decided once per call (the connection proxy is slow per row)."""
+    return (lambda value: value) if db_connection.features.has_native_uuid_field else (lambda value: value.hex)
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -237,36 +240,61 @@ def _upsert_sql(spec: KindSpec, data_columns: list[str], rows: int) -> str:
     )
 
 
-def _write_children(spec: KindSpec, child: ChildSpec, tenant: Tenant, connection: Connection, parents: list[tuple[int, uuid.UUID, dict, bool]]) -> None:
-    """Replace the child rows of every parent in `parents` (id, public id, record, existed before)."""
-    qn = db_connection.ops.quote_name
-    table = qn(child.model._meta.db_table)
-    parent_column = child.model._meta.get_field(child.parent_field).column
-    with db_connection.cursor() as cursor:
-        stale = [pk for pk, _, _, existed in parents if existed]
-        for chunk in _chunks(stale):
-            cursor.execute(f"DELETE FROM {table} WHERE {qn(parent_column)} IN ({', '.join(['%s'] * len(chunk))})", list(chunk))  # noqa: S608
-        columns = _columns(child.model, child.fields)
-        ref_columns = [child.model._meta.get_field(name).column for name in child.refs]
-        names = ["public_id", "position", parent_column, *(["tenant_id"] if child.tenant_column else []), *ref_columns, *(c.column for c in columns)]
-        ref_ids = {
-            name: resolve_ids(kind, tenant, connection, (item.get(name) for _, _, record, _ in parents for item in record.get(child.name) or []))
-            for name, kind in child.refs.items()
-        }
-        params = []
-        for pk, public_id, record, _ in parents:
-            for position, item in enumerate(record.get(child.name) or []):
-                row = [_uuid_param(uuid.uuid5(public_id, f"{child.name}/{position}")), position, pk]
-                if child.tenant_column:
-                    row.append(tenant.pk)
-                row.extend(ref_ids[name][item[name]] for name in child.refs)
-                row.extend(c.prepare(item.get(c.name)) for c in columns)
-                params.append(row)
-        if params:
-            cursor.executemany(
-                f"INSERT INTO {table} ({', '.join(qn(n) for n in names)}) VALUES ({', '.join(['%s'] * len(names))})",  # noqa: S608
-                params,
-            )
+@dataclass
+class _ChildPlan:
+    """A child list's columns and reference lookups, built once per call."""
+
+    spec: ChildSpec
+    columns: list[_Column]
+    ref_ids: dict[str, dict[str, int]]
+
+    def prepare(self, record: dict) -> list[list]:
+        """Validate and convert the record's items: [position, *ref ids, *values] each."""
+        items = record.get(self.spec.name) or []
+        if not isinstance(items, list):
+            raise RecordInvalid(self.spec.name, "must be a list")
+        rows = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise RecordInvalid(f"{self.spec.name}[{index}]", "must be an object")
+            row: list = [index]
+            for name, kind in self.spec.refs.items():
+                pk = self.ref_ids[name].get(item.get(name))
+                if pk is None:
+                    raise RecordInvalid(f"{self.spec.name}[{index}].{name}", f"{kind} {item.get(name)!r} was not found in this connection")
+                row.append(pk)
+            try:
+                row.extend([c.prepare(item.get(c.name)) for c in self.columns])
+            except RecordInvalid as exc:
+                raise RecordInvalid(f"{self.spec.name}[{index}].{exc.path}", exc.reason) from None
+            rows.append(row)
+        return rows
+
+    def write(self, tenant: Tenant, parents: list[tuple[int, uuid.UUID, list[list], bool]], uuid_param) -> None:
+        """Replace the rows of every parent (id, public id, prepared rows, existed before)."""
+        qn = db_connection.ops.quote_name
+        model = self.spec.model
+        table = qn(model._meta.db_table)
+        parent_column = model._meta.get_field(self.spec.parent_field).column
+        ref_columns = [model._meta.get_field(name).column for name in self.spec.refs]
+        names = ["public_id", parent_column, *(["tenant_id"] if self.spec.tenant_column else []), "position", *ref_columns,
+                 *(c.column for c in self.columns)]
+        extra = [tenant.pk] if self.spec.tenant_column else []
+        prefix = f"{self.spec.name}/"
+        params = [
+            [uuid_param(uuid.uuid5(public_id, f"{prefix}{row[0]}")), pk, *extra, *row]
+            for pk, public_id, rows, _ in parents
+            for row in rows
+        ]
+        with db_connection.cursor() as cursor:
+            stale = [pk for pk, _, _, existed in parents if existed]
+            for chunk in _chunks(stale):
+                cursor.execute(f"DELETE FROM {table} WHERE {qn(parent_column)} IN ({', '.join(['%s'] * len(chunk))})", list(chunk))  # noqa: S608
+            if params:
+                cursor.executemany(
+                    f"INSERT INTO {table} ({', '.join(qn(n) for n in names)}) VALUES ({', '.join(['%s'] * len(names))})",  # noqa: S608
+                    params,
+                )
 
 
 def _prepare(spec: KindSpec, record: dict, columns: list[_Column], ref_ids: dict[str, dict[str, int]]) -> list:
@@ -283,25 +311,6 @@ def _prepare(spec: KindSpec, record: dict, columns: list[_Column], ref_ids: dict
             raise RecordInvalid(name, f"{spec.refs[name]} {ref!r} was not found in this connection")
         values.append(pk)
     return values
-
-
-def _check_children(spec: KindSpec, record: dict, child_ref_ids: dict[tuple[str, str], dict[str, int]]) -> None:
-    for child in spec.children:
-        items = record.get(child.name) or []
-        if not isinstance(items, list):
-            raise RecordInvalid(child.name, "must be a list")
-        columns = _columns(child.model, child.fields)
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise RecordInvalid(f"{child.name}[{index}]", "must be an object")
-            for c in columns:
-                try:
-                    c.prepare(item.get(c.name))
-                except RecordInvalid as exc:
-                    raise RecordInvalid(f"{child.name}[{index}].{exc.path}", exc.reason) from None
-            for name, kind in child.refs.items():
-                if item.get(name) not in child_ref_ids[(child.name, name)]:
-                    raise RecordInvalid(f"{child.name}[{index}].{name}", f"{kind} {item.get(name)!r} was not found in this connection")
 
 
 def upsert_records(
@@ -335,30 +344,35 @@ def upsert_records(
     columns = _columns(spec.model, spec.fields)
     fk_columns = [spec.model._meta.get_field(name).column for name in spec.refs]
     ref_ids = {name: resolve_ids(target, tenant, connection, (r.get(name) for r, _ in pending.values())) for name, target in spec.refs.items()}
-    child_ref_ids = {
-        (child.name, name): resolve_ids(target, tenant, connection, (i.get(name) for r, _ in pending.values() for i in r.get(child.name) or [] if isinstance(i, dict)))
-        for child in spec.children for name, target in child.refs.items()
-    }
+    children = [
+        _ChildPlan(child, _columns(child.model, child.fields), {
+            name: resolve_ids(target, tenant, connection, (
+                i.get(name) for r, _ in pending.values() for i in (r.get(child.name) or []) if isinstance(i, dict)
+            ))
+            for name, target in child.refs.items()
+        })
+        for child in spec.children
+    ]
+    uuid_param = _uuid_converter()
 
     created_at = db_connection.ops.adapt_datetimefield_value(now)
     rows: list[list] = []
-    accepted: dict[str, dict] = {}
+    prepared_children: dict[str, list[list[list]]] = {}
     for external_id, (record, digest) in pending.items():
         try:
             values = _prepare(spec, record, columns, ref_ids)
-            _check_children(spec, record, child_ref_ids)
+            child_rows = [plan.prepare(record) for plan in children]
         except RecordInvalid as exc:
             result.rejected.append(Rejected(external_id, exc.path, exc.reason))
             continue
-        public_id = uuid.uuid4()
-        rows.append([tenant.pk, connection.pk, external_id, _uuid_param(public_id), digest, 1, created_at, created_at, None, *values])
-        accepted[external_id] = record
+        rows.append([tenant.pk, connection.pk, external_id, uuid_param(uuid.uuid4()), digest, 1, created_at, created_at, None, *values])
+        prepared_children[external_id] = child_rows
     if not rows:
         return result
 
     data_columns = [c.column for c in columns] + fk_columns
-    events: list[tuple[str, str, str, int]] = []
-    parents: list[tuple[int, uuid.UUID, dict, bool]] = []
+    events: list[tuple[str, uuid.UUID, str, int]] = []
+    parents: list[tuple[int, uuid.UUID, str, bool]] = []
     with transaction.atomic():
         lock_cursor(tenant)
         with db_connection.cursor() as cursor:
@@ -370,11 +384,11 @@ def upsert_records(
                     result.created += created
                     result.updated += not created
                     result.changed_ids.append(pk)
-                    events.append((kind, str(public_uuid), "create" if created else "update", version))
-                    parents.append((pk, public_uuid, accepted[external_id], not created))
+                    events.append((kind, public_uuid, "create" if created else "update", version))
+                    parents.append((pk, public_uuid, external_id, not created))
         result.unchanged += len(rows) - len(parents)  # a concurrent writer got there first with the same content
-        for child in spec.children:
-            _write_children(spec, child, tenant, connection, parents)
+        for index, plan in enumerate(children):
+            plan.write(tenant, [(pk, public_uuid, prepared_children[eid][index], existed) for pk, public_uuid, eid, existed in parents], uuid_param)
         write_events(tenant, events, now)
     return result
 
@@ -403,7 +417,7 @@ def delete_records(kind: str, external_ids: Iterable[str], *, tenant: Tenant, co
                     [stamp, stamp, tenant.pk, connection.pk, *chunk],
                 )
                 for pk, public_id, version in cursor.fetchall():
-                    events.append((kind, str(_as_uuid(public_id)), "delete", version))
+                    events.append((kind, _as_uuid(public_id), "delete", version))
                     result.changed_ids.append(pk)
         result.deleted = len(events)
         write_events(tenant, events, now)

@@ -3,6 +3,7 @@ client credentials, SMART Backend Services assertions (RS384) and the JWT-bearer
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -16,8 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from connectors.choices import SessionState
 from connectors.errors import AuthenticationFailed, MfaRequired
-from connectors.models import MfaCode
+from connectors.models import MfaCode, VendorSession
 from tenants.models import Connection
 
 CODE_PATTERN = re.compile(r"(?<!\d)(\d{4,8})(?!\d)")
@@ -26,7 +28,10 @@ CODE_PATTERN = re.compile(r"(?<!\d)(\d{4,8})(?!\d)")
 def totp_code(secret: str, at: float | None = None) -> str:
     if not secret:
         raise MfaRequired("the vendor asked for a TOTP code but the connection's credential has no TOTP secret")
-    return pyotp.TOTP(secret).at(at if at is not None else time.time())
+    try:
+        return pyotp.TOTP(secret).at(at if at is not None else time.time())
+    except ValueError:  # not base32, or shorter than the 112 bits pyotp demands
+        raise AuthenticationFailed("the connection's TOTP secret is not a base32 secret of at least 112 bits; enter it again") from None
 
 
 def extract_code(text: str) -> str | None:
@@ -46,7 +51,11 @@ def wait_for_mfa_code(
     """Wait up to `timeout` seconds for a code relayed after `since`, consume it and return it.
 
     Raises MfaRequired naming the channel when none came: the login fails clearly, never hangs.
+    While it waits, the connection's VendorSession says so (state awaiting_mfa), for the admin and API.
     """
+    VendorSession.objects.update_or_create(
+        connection=connection, defaults={"state": SessionState.AWAITING_MFA, "detail": f"waiting for a {channel} code"},
+    )
     deadline = time.monotonic() + timeout
     while True:
         with transaction.atomic():
@@ -60,7 +69,7 @@ def wait_for_mfa_code(
                 MfaCode.objects.filter(pk=code.pk).update(consumed_at=timezone.now())
                 return code.code
         if time.monotonic() >= deadline:
-            raise MfaRequired(f"no {channel} code arrived within {timeout:.0f}s; check the relay to /hooks/mfa/")
+            raise MfaRequired(f"no {channel} code arrived within {timeout:g}s; check the relay to /hooks/mfa/")
         sleep(poll)
 
 
@@ -71,7 +80,9 @@ def oauth2_client_credentials(client, token_url: str, client_id: str, client_sec
     data = {"grant_type": "client_credentials"}
     if scope:
         data["scope"] = scope
-    response = client.request("POST", token_url, data=data, auth=(client_id, client_secret), authenticated=False)
+    # HTTP Basic, built here: the client's request() takes headers, not httpx's auth= argument.
+    basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+    response = client.request("POST", token_url, data=data, headers={"Authorization": f"Basic {basic}"}, authenticated=False)
     return _token(response)
 
 

@@ -28,11 +28,15 @@ from connectors.errors import AuthenticationFailed, FinalError, RateLimited, Ret
 from hub.netguard import UnsafeUrl, check_url
 
 logger = logging.getLogger("connectors.http")
+# httpx logs every request's full URL, query string included, at INFO: ids and search terms are
+# PHI. Our own line below is the one request log; httpx speaks only when something is wrong.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Calls per (vendor, status class), for the admin and tests; a real deployment scrapes logs.
 CALLS: Counter[tuple[str, str]] = Counter()
 
-_ID_SEGMENT = re.compile(r"/[^/]*\d[^/]*")
+# A path segment with a digit in it, except API versions such as v1 or FHIR's r4.
+_ID_SEGMENT = re.compile(r"/(?![vVrR]\d{1,2}(?:/|$))[^/]*\d[^/]*")
 
 
 def masked_path(url: str) -> str:
@@ -117,22 +121,24 @@ class VendorHttpClient:
         for attempt in range(self.retry.max_attempts):
             request = self._client.build_request(method, url, **kwargs)
             self._check_host(request.url)
-            if self.rate_limit is not None:
-                ratelimit.acquire(self.connection_key, self.rate_limit, max_wait=self.retry.max_retry_after, sleep=self.sleep)
+            # Sign first: signing may log in (its own rate-limited calls), and a slot taken before
+            # that would be spent seconds later, next to the next second's slots, at the vendor.
             if authenticated and self.auth is not None:
                 self.auth.apply(request)
+            if self.rate_limit is not None:
+                ratelimit.acquire(self.connection_key, self.rate_limit, max_wait=self.retry.max_retry_after, sleep=self.sleep)
             started = time.monotonic()
             try:
                 response = self._client.send(request)
             except httpx.TimeoutException as exc:
                 last_error = RetryableError(f"{self.vendor}: timed out ({type(exc).__name__})")
                 self._log(request, "timeout", started, attempt)
-                self.sleep(self.retry.backoff(attempt, self.rng))
+                self._pause(attempt, self.retry.backoff(attempt, self.rng))
                 continue
             except httpx.TransportError as exc:
                 last_error = RetryableError(f"{self.vendor}: unreachable ({type(exc).__name__})")
                 self._log(request, "unreachable", started, attempt)
-                self.sleep(self.retry.backoff(attempt, self.rng))
+                self._pause(attempt, self.retry.backoff(attempt, self.rng))
                 continue
             self._log(request, response.status_code, started, attempt)
             status = response.status_code
@@ -150,23 +156,26 @@ class VendorHttpClient:
                 if wait > self.retry.max_retry_after:
                     raise RateLimited(f"{self.vendor}: rate limited for {wait:.0f}s", retry_after=wait)
                 last_error = RateLimited(f"{self.vendor}: rate limited", retry_after=wait)
-                self.sleep(wait)
+                self._pause(attempt, wait)
                 continue
             if status >= 500:
                 last_error = RetryableError(f"{self.vendor}: server error {status}", status=status)
-                self.sleep(self.retry.backoff(attempt, self.rng))
+                self._pause(attempt, self.retry.backoff(attempt, self.rng))
                 continue
             if status == 401 and authenticated and self.auth is not None and not refreshed:
                 refreshed = True  # one fresh login per call, then it is final
+                # Raised only when the login used up the last attempt.
+                last_error = AuthenticationFailed(f"{self.vendor}: refused with 401 and no attempt left after logging in again",
+                                                  status=status)
                 self.auth.refresh()
                 continue
+            code = vendor_code(response)
+            refused = f"{self.vendor}: refused with {status}" + (f" ({code})" if code else "")
             if status in (401, 403):
-                raise AuthenticationFailed(f"{self.vendor}: refused with {status} {vendor_code(response)}".rstrip(), status=status,
-                                           vendor_code=vendor_code(response))
+                raise AuthenticationFailed(refused, status=status, vendor_code=code)
             if 300 <= status < 400:
                 raise FinalError(f"{self.vendor}: answered a redirect ({status}); redirects are not followed", status=status)
-            raise FinalError(f"{self.vendor}: refused with {status} {vendor_code(response)}".rstrip(), status=status,
-                             vendor_code=vendor_code(response))
+            raise FinalError(refused, status=status, vendor_code=code)
         assert last_error is not None
         raise last_error
 
@@ -178,6 +187,11 @@ class VendorHttpClient:
             raise FinalError(f"{self.vendor}: answered non-JSON ({response.headers.get('Content-Type', '?')}) at {masked_path(str(response.url))}") from None
 
     # --- helpers ----------------------------------------------------------------------------------
+    def _pause(self, attempt: int, seconds: float) -> None:
+        """Wait before the next attempt; after the last one there is none, so give up at once."""
+        if attempt + 1 < self.retry.max_attempts:
+            self.sleep(seconds)
+
     def _check_host(self, url: httpx.URL) -> None:
         host = url.host
         now = time.monotonic()
@@ -198,7 +212,7 @@ class VendorHttpClient:
 
 
 def vendor_code(response: httpx.Response) -> str:
-    """A vendor error code from a JSON body ('code', 'errors[0].code', OperationOutcome), never free text."""
+    """A vendor error code from a JSON body ('code', 'errors[0].code', OperationOutcome), never free text; '' when none."""
     try:
         body = response.json()
     except ValueError:
@@ -207,8 +221,8 @@ def vendor_code(response: httpx.Response) -> str:
         return ""
     for candidate in (body.get("code"), body.get("error"), (body.get("errors") or [{}])[0].get("code") if isinstance(body.get("errors"), list) and body.get("errors") and isinstance(body["errors"][0], dict) else None):
         if isinstance(candidate, str | int) and len(str(candidate)) <= 64:
-            return f"({candidate})"
+            return str(candidate)
     if body.get("resourceType") == "OperationOutcome":
         issue = (body.get("issue") or [{}])[0]
-        return f"({issue.get('code', '')})"
+        return str(issue.get("code", "")) if isinstance(issue, dict) else ""
     return ""

@@ -11,6 +11,11 @@ logger = logging.getLogger(__name__)
 
 
 class FailedJobMiddleware(Middleware):
+    def before_process_message(self, broker, message):
+        # Count this attempt now: by the time our after-hook runs, Retries has already bumped
+        # `retries` when it gave up, but not when the actor `throws` a final error.
+        message._switchboard_attempt = message.options.get("retries", 0) + 1
+
     def after_process_message(self, broker, message, *, result=None, exception=None):
         if exception is None or not message.failed:
             return  # succeeded, or Retries will try again
@@ -23,7 +28,7 @@ class FailedJobMiddleware(Middleware):
                 kwargs=dict(message.kwargs),
                 exception=exception,
                 traceback_text="".join(traceback.format_exception(exception, limit=30)),
-                attempts=message.options.get("retries", 0) + 1,
+                attempts=getattr(message, "_switchboard_attempt", message.options.get("retries", 0) + 1),
             )
         except Exception:  # triage must never take the worker down; the failure is still logged
             logger.exception("could not record failed job for %s", message.actor_name)

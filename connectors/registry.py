@@ -7,6 +7,7 @@ A vendor module calls `register` on import; `HUB_EXTRA_CONNECTORS` names extra m
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -39,6 +40,7 @@ VENDORS: dict[str, VendorInfo] = {
 
 CONNECTORS: dict[str, type] = {}
 _loaded_extras = False
+_extras_lock = threading.RLock()
 
 
 def register(cls: type) -> type:
@@ -49,12 +51,18 @@ def register(cls: type) -> type:
 
 
 def _load_extras() -> None:
+    # Worker threads race here on their first job: the flag goes up only once every module is
+    # imported, so no thread sees it set while a connector is still unregistered. Re-entrant,
+    # for an extra module that itself asks the registry while it is being imported.
     global _loaded_extras
     if _loaded_extras:
         return
-    _loaded_extras = True
-    for module in getattr(settings, "HUB_EXTRA_CONNECTORS", []):
-        importlib.import_module(module)
+    with _extras_lock:
+        if _loaded_extras:
+            return
+        for module in getattr(settings, "HUB_EXTRA_CONNECTORS", []):
+            importlib.import_module(module)
+        _loaded_extras = True
 
 
 def vendor_choices() -> list[tuple[str, str]]:

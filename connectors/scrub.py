@@ -10,11 +10,13 @@ import hashlib
 import re
 
 _PATTERNS = [
+    (re.compile(r"(?i)\b(bearer|basic)\s+[\w.~+/=-]{6,}"), r"\1 ***"),  # Authorization header values
     (re.compile(r"(?i)(bearer|basic|token|password|secret|assertion|code)([\"']?\s*[:=]\s*[\"']?)[^\s,;\"'&]+"), r"\1\2***"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), "<email>"),
     (re.compile(r"\(([^()]{0,200})\)=\(([^()]{0,500})\)"), r"(\1)=(…)"),  # PostgreSQL: Key (col)=(value)
     (re.compile(r"'[^']{1,500}'"), "'…'"),
     (re.compile(r'"[^"]{1,500}"'), '"…"'),
+    (re.compile(r"\b\d+(?:[-/.]\d+)+\b"), "#"),  # dates, SSNs, phone numbers: not even their month and day
     (re.compile(r"\b\d{3,}\b"), "#"),
 ]
 

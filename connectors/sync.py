@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection as db_connection
@@ -19,12 +19,13 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from canonical.codes import CodeMapper
+from canonical.identity import link_patients, link_unlinked_patients
 from canonical.kinds import get_kind
 from canonical.sources import Payload, mark_failed, mark_normalized, store_payloads
 from canonical.upsert import delete_records, upsert_records
 from connectors.base import Connector, ResourceSpec
 from connectors.choices import RunStatus, SyncMode, Trigger
-from connectors.errors import EntitlementRefused, InvalidPayload, VendorError
+from connectors.errors import AuthenticationFailed, EntitlementRefused, InvalidPayload, MfaRequired, VendorError
 from connectors.models import FailedJob, SyncCursor, SyncRun, SyncSeen
 from connectors.registry import connector_for
 from connectors.scrub import scrub, signature
@@ -43,6 +44,7 @@ class PageOutcome:
     unchanged: int = 0
     deleted: int = 0
     failed: int = 0
+    patient_ids: list[int] = field(default_factory=list)  # patients created or updated, for identity matching
 
 
 def create_runs(connection: Connection, *, resources: list[str] | None = None, trigger: str = Trigger.MANUAL) -> list[SyncRun]:
@@ -71,8 +73,9 @@ def run_sync(run_id: int) -> SyncRun | None:
             raise EntitlementRefused(f"connection '{connection.display_name}' is disabled")
         require_entitlement(connection.tenant, spec.capability, connection)
     except EntitlementMissing as exc:
-        _finish(run, RunStatus.FAILED, str(exc))
-        raise EntitlementRefused(str(exc)) from None
+        refused = _refusal(exc)
+        _finish(run, RunStatus.FAILED, str(refused))
+        raise refused from None
     except EntitlementRefused as exc:
         _finish(run, RunStatus.FAILED, str(exc))
         raise
@@ -92,6 +95,8 @@ def run_sync(run_id: int) -> SyncRun | None:
                     updated=F("updated") + outcome.updated, unchanged=F("unchanged") + outcome.unchanged,
                     deleted=F("deleted") + outcome.deleted, failed=F("failed") + outcome.failed,
                 )
+            if outcome.patient_ids:
+                link_patients(connection.tenant, outcome.patient_ids)  # after the page committed
             if page.done:
                 break
         else:
@@ -103,13 +108,16 @@ def run_sync(run_id: int) -> SyncRun | None:
                 SyncRun.objects.filter(pk=run.pk).update(deleted=F("deleted") + result.deleted)
                 SyncSeen.objects.filter(run=run).delete()
     except VendorError as exc:
-        status = ConnectionStatus.AUTH_FAILED if exc.status in (401, 403) or "login" in str(exc).lower() else ConnectionStatus.ERROR
+        refused = isinstance(exc, AuthenticationFailed | MfaRequired) or exc.status in (401, 403)
+        status = ConnectionStatus.AUTH_FAILED if refused else ConnectionStatus.ERROR
         Connection.objects.filter(pk=connection.pk).update(status=status, status_detail=scrub(str(exc), 500))
         if not exc.retryable:
             _finish(run, RunStatus.FAILED, str(exc))
         else:
             SyncRun.objects.filter(pk=run.pk).update(error=scrub(str(exc)))
         raise
+    if spec.kind == "patient":
+        link_unlinked_patients(connection)  # patients a crash left between their page and their link
     run.refresh_from_db()
     _finish(run, RunStatus.PARTIAL if run.failed else RunStatus.SUCCEEDED, "")
     Connection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.OK, status_detail="", last_synced_at=timezone.now())
@@ -163,6 +171,8 @@ def apply_page(connector: Connector, spec: ResourceSpec, run: SyncRun | None, ra
     if run is not None and spec.mode == SyncMode.FULL_DIFF:
         _remember_seen(run, [i for i in ids if i])
     outcome.created, outcome.updated, outcome.unchanged = result.created, result.updated, result.unchanged
+    if spec.kind == "patient":
+        outcome.patient_ids = result.changed_ids
     outcome.failed = len(failures)
     return outcome
 
@@ -199,6 +209,11 @@ def _vanished(run: SyncRun, spec: ResourceSpec) -> list[str]:
     )
 
 
+def _refusal(exc: EntitlementMissing) -> EntitlementRefused:
+    # The capability goes first and unquoted: scrubbing (for runs and triage) blanks quoted values.
+    return EntitlementRefused(f"missing entitlement {exc.capability}: {exc}")
+
+
 def _finish(run: SyncRun, status: str, error: str) -> None:
     SyncRun.objects.filter(pk=run.pk).update(status=status, finished_at=timezone.now(), error=scrub(error))
 
@@ -210,7 +225,7 @@ def pull_record(connection: Connection, resource: str, external_id: str) -> Page
     try:
         require_entitlement(connection.tenant, spec.capability, connection)
     except EntitlementMissing as exc:
-        raise EntitlementRefused(str(exc)) from None
+        raise _refusal(exc) from None
     raw = connector.fetch_one(spec, external_id)
     with transaction.atomic():
         if raw is None:
@@ -235,5 +250,7 @@ def replay_source_record(source_record_id: int) -> PageOutcome | None:
     with transaction.atomic():
         outcome = apply_page(connector, spec, None, [raw])
         if not outcome.failed:
-            FailedJob.objects.filter(source_record_id=source.pk, status="open").update(status="resolved", resolution="replayed")
+            # Open, or re-enqueued from triage (retried): either way the replay has now fixed it.
+            FailedJob.objects.filter(source_record_id=source.pk, status__in=("open", "retried")).update(
+                status="resolved", resolution="replayed")
     return outcome

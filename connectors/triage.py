@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
-from connectors.choices import FailedJobStatus
+from connectors.choices import FailedJobStatus, RunStatus
 from connectors.models import FailedJob, SyncRun
 from connectors.scrub import scrub, signature
 from tenants.audit import record_audit
@@ -39,6 +40,13 @@ def record_failed_job(
     exception_type = f"{type(exception).__module__}.{type(exception).__qualname__}"
     message = scrub(str(exception))
     context = _context(args, kwargs)
+    run = context.get("sync_run")
+    if run is not None:
+        # A run whose job gave up is over: without this it would read "running" for ever (and
+        # `manage.py sync --wait` would wait for it until its timeout).
+        SyncRun.objects.filter(pk=run.pk, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(), error=message,
+        )
     return FailedJob.objects.create(
         actor=actor,
         arguments={"args": args, "kwargs": kwargs},
@@ -57,7 +65,7 @@ def retry_failed_jobs(queryset, *, user) -> int:
 
     count = 0
     with transaction.atomic():
-        for job in queryset.select_for_update().filter(status=FailedJobStatus.OPEN):
+        for job in _locked_open(queryset):
             actor = dramatiq.get_broker().get_actor(job.actor)
             args = job.arguments.get("args", [])
             kwargs = job.arguments.get("kwargs", {})
@@ -73,11 +81,18 @@ def dismiss_failed_jobs(queryset, *, user, reason: str) -> int:
         raise ValueError("A reason is required to dismiss a failed job.")
     count = 0
     with transaction.atomic():
-        for job in queryset.select_for_update().filter(status=FailedJobStatus.OPEN):
+        for job in _locked_open(queryset):
             FailedJob.objects.filter(pk=job.pk).update(status=FailedJobStatus.DISMISSED, resolved_by=user, resolution=reason[:300])
             _audit(job, user, "dismiss", reason=reason[:300])
             count += 1
     return count
+
+
+def _locked_open(queryset):
+    """The open jobs among `queryset`, locked. Locked by id in a plain query: the admin's queryset
+    outer-joins nullable foreign keys, which PostgreSQL cannot lock FOR UPDATE."""
+    ids = list(queryset.values_list("pk", flat=True))
+    return FailedJob.objects.select_for_update().filter(pk__in=ids, status=FailedJobStatus.OPEN).order_by("pk")
 
 
 def _audit(job: FailedJob, user, action: str, **extra) -> None:

@@ -150,9 +150,21 @@ _DRAMATIQ_MIDDLEWARE = [
 if not DRAMATIQ_BROKER_URL:
     DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.stub.StubBroker", "OPTIONS": {}, "MIDDLEWARE": _DRAMATIQ_MIDDLEWARE}
 elif DRAMATIQ_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A Redis worker that sends no heartbeat for this long (ms) counts as dead, and the messages
+    # it held unacknowledged go back on the queue; the check runs on this many broker commands in
+    # a million. Dramatiq's defaults (60 s, 1,000) suit production; the services tests lower the
+    # timeout and raise the chance so a SIGKILLed worker's job is picked up again in seconds.
+    DRAMATIQ_REDIS_HEARTBEAT_TIMEOUT_MS = env_int("DRAMATIQ_REDIS_HEARTBEAT_TIMEOUT_MS", 60_000, minimum=1_000)
+    DRAMATIQ_REDIS_MAINTENANCE_CHANCE = env_int("DRAMATIQ_REDIS_MAINTENANCE_CHANCE", 1_000, minimum=1)
+    if DRAMATIQ_REDIS_MAINTENANCE_CHANCE > 1_000_000:
+        raise ImproperlyConfigured(f"DRAMATIQ_REDIS_MAINTENANCE_CHANCE={DRAMATIQ_REDIS_MAINTENANCE_CHANCE} is above 1000000 (every command)")
     DRAMATIQ_BROKER = {
         "BROKER": "dramatiq.brokers.redis.RedisBroker",
-        "OPTIONS": {"url": DRAMATIQ_BROKER_URL},
+        "OPTIONS": {
+            "url": DRAMATIQ_BROKER_URL,
+            "heartbeat_timeout": DRAMATIQ_REDIS_HEARTBEAT_TIMEOUT_MS,
+            "maintenance_chance": DRAMATIQ_REDIS_MAINTENANCE_CHANCE,
+        },
         "MIDDLEWARE": _DRAMATIQ_MIDDLEWARE,
     }
 elif DRAMATIQ_BROKER_URL.startswith(("amqp://", "amqps://")):

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db import models, transaction
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
@@ -12,7 +13,10 @@ from django.views.decorators.debug import sensitive_post_parameters
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats.base_formats import CSV
 
-from connectors.registry import VENDORS
+from connectors.auth_flows import relay_token
+from connectors.choices import Trigger
+from connectors.registry import VENDORS, connector_class
+from connectors.tasks import enqueue_runs, open_session
 from hub.admin_audit import AuditedAdminMixin
 from tenants.admin_forms import ApiKeyCreateForm, CredentialForm
 from tenants.audit import client_ip, record_audit
@@ -70,18 +74,76 @@ class ConnectionAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ["vendor", "status", "enabled", "tenant"]
     list_select_related = ["tenant"]
     search_fields = ["display_name", "tenant__slug", "tenant__name"]
-    readonly_fields = ["public_id", "status", "status_detail", "last_synced_at", "created_at", "updated_at"]
+    readonly_fields = ["public_id", "status", "status_detail", "last_synced_at", "created_at", "updated_at", "mfa_relay"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["tenant", "vendor", "display_name", "base_url", "enabled", "sync_schedule"]}),
         ("Health", {"fields": ["status", "status_detail", "last_synced_at"]}),
+        ("MFA code relay", {"fields": ["mfa_relay"], "classes": ["collapse"],
+                            "description": "Where an SMS gateway or mailbox forwarder posts the vendor's login codes."}),
         ("Identity", {"fields": ["public_id", "created_at", "updated_at"], "classes": ["collapse"]}),
     ]
     inlines = [CredentialInline]
+    actions = ["sync_now", "open_vendor_session"]
 
     @method_decorator(sensitive_post_parameters())
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="relay")
+    def mfa_relay(self, obj) -> str:
+        if obj is None or obj.pk is None:
+            return "Save the connection first."
+        path = reverse("mfa-relay", kwargs={"connection_id": obj.public_id})
+        return format_html(
+            "POST the message to <code>{}</code> with the header <code>X-Relay-Token: {}</code> "
+            "(JSON <code>{{\"text\": …}}</code> or a form field <code>Body</code>; add <code>?channel=email</code> for email codes).",
+            path, relay_token(obj),
+        )
+
+    def _startable(self, request, queryset, verb: str) -> list[Connection]:
+        """The selected connections a job can run for; the others are named in a warning."""
+        startable, refused = [], []
+        for connection in queryset.select_related("tenant").order_by("pk"):
+            try:
+                connector_class(connection.vendor)
+            except KeyError:
+                refused.append(f"{connection.display_name} (no connector installed for {connection.vendor})")
+                continue
+            if not connection.enabled:
+                refused.append(f"{connection.display_name} (disabled)")
+                continue
+            startable.append(connection)
+        if refused:
+            self.message_user(request, f"Did not {verb}: {'; '.join(refused)}.", messages.WARNING)
+        return startable
+
+    @admin.action(description="Sync now")
+    def sync_now(self, request, queryset):
+        total = 0
+        with transaction.atomic():  # the runs' messages go out when this commits
+            connections = self._startable(request, queryset, "sync")
+            for connection in connections:
+                runs = enqueue_runs(connection, trigger=Trigger.MANUAL)
+                total += len(runs)
+                record_audit(AuditAction.UPDATE, object_type="tenants.connection", object_id=connection.public_id,
+                             tenant=connection.tenant, user=request.user, ip=client_ip(request),
+                             detail={"action": "sync_now", "runs": [run.pk for run in runs]})
+        if connections:
+            self.message_user(request, f"Queued {total} sync run(s) for {len(connections)} connection(s).", messages.SUCCESS)
+
+    @admin.action(description="Open vendor session")
+    def open_vendor_session(self, request, queryset):
+        with transaction.atomic():
+            connections = self._startable(request, queryset, "open a session")
+            for connection in connections:
+                record_audit(AuditAction.CREATE, object_type="connectors.vendorsession", object_id=connection.public_id,
+                             tenant=connection.tenant, user=request.user, ip=client_ip(request),
+                             detail={"action": "open_session"})
+                transaction.on_commit(lambda pk=connection.pk: open_session.send(connection_id=pk))
+        if connections:
+            self.message_user(request, f"Opening the vendor session of {len(connections)} connection(s); "
+                                       "its state shows under Vendor sessions.", messages.SUCCESS)
 
 
 @admin.register(Entitlement)

@@ -2,7 +2,8 @@
 
 The server: `POST /login` (password, then a TOTP or SMS code when MFA is on) → bearer token with a
 TTL; `GET /records?updated_since=&cursor=&limit=` pages ordered by (updated_at, id); faults
-(5xx rate, 429 with or without Retry-After, latency, session expiry) set on `server.faults`.
+(5xx rate, 429 with or without Retry-After, latency, session expiry, tokens revoked mid-sync,
+token rotation through an `X-Rotated-Token` response header) set on `server.faults`.
 The connector (vendor key "loopback") reads `records` incrementally (cursor mode) and
 `records_all` by full diff. Worker processes load it with HUB_EXTRA_CONNECTORS=tests.support.loopback.
 """
@@ -13,6 +14,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +45,8 @@ class Faults:
     latency_ms: int = 0
     token_ttl_s: float = 3600
     malformed_ids: set[str] = field(default_factory=set)  # records served with a broken birth date
+    revoke_tokens_after: int = 0  # after N authorized GETs, every token is revoked once (a session ending mid-sync)
+    rotate_every: int = 0  # every Nth authorized GET hands out a new token in X-Rotated-Token and revokes the old
 
 
 @dataclass
@@ -88,7 +92,10 @@ class LoopbackVendor(ThreadingHTTPServer):
         self.challenges: dict[str, str] = {}  # challenge -> expected code
         self.sms_outbox: list[str] = []  # codes "sent" by SMS, for the test to relay
         self.requests: list[tuple[str, str]] = []
+        self.arrivals: list[float] = []  # time.time() of each request's arrival (rate-limit tests)
         self.logins = 0
+        self.authorized_gets = 0
+        self.rotations = 0
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -110,6 +117,26 @@ class LoopbackVendor(ThreadingHTTPServer):
             self.tokens[token] = time.monotonic() + self.faults.token_ttl_s
             self.logins += 1
         return {"access_token": token, "expires_in": 3600}
+
+    def revoke_tokens(self) -> None:
+        """End every session now, as a vendor does on a password change or a server restart."""
+        with self.lock:
+            self.tokens.clear()
+
+    def _after_authorized_get(self, token: str) -> dict[str, str]:
+        """Apply the session faults after an authorized GET; return headers for its response."""
+        faults = self.faults
+        with self.lock:
+            self.authorized_gets += 1
+            count = self.authorized_gets
+            if faults.revoke_tokens_after and count == faults.revoke_tokens_after:
+                self.tokens.clear()  # this response still succeeds; the next call meets a 401
+            if faults.rotate_every and count % faults.rotate_every == 0:
+                fresh = f"tok-{random.getrandbits(64):x}"
+                self.tokens[fresh] = self.tokens.pop(token, time.monotonic() + faults.token_ttl_s)
+                self.rotations += 1
+                return {"X-Rotated-Token": fresh}
+        return {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -145,6 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.server.requests.append(("POST", self.path))
+        self.server.arrivals.append(time.time())
         if self._faulted():
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -173,6 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(("GET", self.path))
+        self.server.arrivals.append(time.time())
         if self._faulted():
             return
         srv = self.server
@@ -202,12 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
                     item["birth_date"] = "not-a-date"
                 data.append(item)
             next_cursor = f"{page[-1]['updated_at']}|{page[-1]['id']}" if len(rows) > limit else None
-            return self._send(200, {"data": data, "next": next_cursor})
+            return self._send(200, {"data": data, "next": next_cursor}, srv._after_authorized_get(token))
         if parts.path.startswith("/records/"):
             record = srv.store.records.get(parts.path.rsplit("/", 1)[1])
             if record is None or record["deleted"]:
                 return self._send(404, {"code": "not_found"})
-            return self._send(200, record)
+            return self._send(200, record, srv._after_authorized_get(token))
         return self._send(404, {"code": "not_found"})
 
 
@@ -222,6 +251,10 @@ class LoopbackConnector(Connector):
         ResourceSpec("records_all", "patient", SyncMode.FULL_DIFF, "patients.read", page_size=100),
     )
     mfa_timeout_s = 10.0
+    mfa_poll_s = 0.1
+    # Tests replace these (monkeypatch) to make retries fast or to act while a login waits for a code.
+    mfa_sleep: Callable[[float], None] = staticmethod(time.sleep)
+    retry_policy = RetryPolicy(backoff_base=0.05, backoff_cap=0.5)
 
     def client(self) -> VendorHttpClient:
         if not hasattr(self, "_client"):
@@ -229,7 +262,7 @@ class LoopbackConnector(Connector):
             self._client = VendorHttpClient(
                 base_url=self.connection.base_url, vendor=self.key, connection_key=str(self.connection.public_id),
                 auth=SessionManager(self), rate_limit=RateLimit(rate) if rate else None,
-                retry=RetryPolicy(backoff_base=0.05, backoff_cap=0.5),
+                retry=self.retry_policy,
             )
         return self._client
 
@@ -243,7 +276,9 @@ class LoopbackConnector(Connector):
             if answer["mfa"] == "totp":
                 code, method = totp_code(credential.totp_secret), "totp"
             else:
-                code, method = wait_for_mfa_code(self.connection, "sms", since=started, timeout=self.mfa_timeout_s, poll=0.1), "sms"
+                code = wait_for_mfa_code(self.connection, "sms", since=started, timeout=self.mfa_timeout_s, poll=self.mfa_poll_s,
+                                         sleep=self.mfa_sleep)
+                method = "sms"
             answer = client.request("POST", "/login/mfa", authenticated=False, json={"challenge": answer["challenge"], "code": code}).json()
         else:
             method = "password"
@@ -252,6 +287,14 @@ class LoopbackConnector(Connector):
         session.method = method
         session.access_token = answer["access_token"]
         session.expires_in(answer.get("expires_in"))
+
+    def observe_session(self, response, session) -> bool:
+        """The vendor rotates tokens by answering with X-Rotated-Token; the old one stops working."""
+        rotated = response.headers.get("X-Rotated-Token", "")
+        if not rotated or rotated == session.access_token:
+            return False
+        session.access_token = rotated
+        return True
 
     def fetch_page(self, resource: ResourceSpec, state: dict[str, Any]) -> Page:
         size = self.options.page_size or resource.page_size

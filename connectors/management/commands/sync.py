@@ -1,4 +1,5 @@
 import time
+import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -27,6 +28,10 @@ class Command(BaseCommand):
             raise CommandError(f"No tenant with slug '{tenant}'.")
         connections = Connection.objects.filter(tenant=tenant_obj, enabled=True).select_related("tenant")
         if connection:
+            try:
+                uuid.UUID(connection)
+            except ValueError:
+                raise CommandError(f"--connection takes a connection's public id (a UUID), not {connection!r}.") from None
             connections = connections.filter(public_id=connection)
             if not connections.exists():
                 raise CommandError(f"Tenant '{tenant}' has no enabled connection {connection}.")

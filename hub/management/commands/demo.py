@@ -61,6 +61,7 @@ class Command(BaseCommand):
             f"\nSwitchboard demo ready in {elapsed:.1f}s (tenant '{tenant.slug}').\n"
             f"  Admin:        http://127.0.0.1:{port}/admin/   user: admin   password: {password}\n"
             f"  API:          http://127.0.0.1:{port}/api/v1/  docs: http://127.0.0.1:{port}/api/docs/\n"
+            f"  FHIR R4:      http://127.0.0.1:{port}/fhir/r4/metadata (same key)\n"
             f"  Partner key:  {issued.plaintext}\n"
             f"  Try:          curl -H 'Authorization: Bearer {issued.plaintext}' http://127.0.0.1:{port}/api/v1/code-mappings/\n"
             "The password and key are shown once; run `make demo` again for new ones.\n"
