@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import zoneinfo
 
-from apscheduler.triggers.cron import CronTrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from hub.cron import cron_trigger
 from hub.netguard import UnsafeUrl, check_url
 
 
@@ -25,7 +25,7 @@ def validate_cron(value: str) -> None:
     if not value:
         return
     try:
-        CronTrigger.from_crontab(value)
+        cron_trigger(value, "UTC")
     except ValueError as exc:
         raise ValidationError(
             f"{value!r} is not a cron schedule ({exc}). Five fields: minute hour day month weekday, "

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection as db
 from dramatiq.brokers.stub import StubBroker
 
 from canonical.models import Patient
@@ -22,7 +23,24 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def running_worker(broker, request):
+def uncommitted_reads():
+    """SQLite's in-memory test database is one shared cache with table locks: a read fails at once
+    ("database table is locked") while another connection holds a write on that table, instead
+    of waiting as a file database in WAL mode (the embedded default) does. `sync --wait` polls
+    from this thread while the worker thread writes, so this thread reads without read locks.
+    A no-op elsewhere (PostgreSQL; SQLite outside shared-cache mode)."""
+    if db.vendor != "sqlite":
+        yield
+        return
+    with db.cursor() as cursor:
+        cursor.execute("PRAGMA read_uncommitted = 1")
+    yield
+    with db.cursor() as cursor:
+        cursor.execute("PRAGMA read_uncommitted = 0")
+
+
+@pytest.fixture
+def running_worker(broker, request, uncommitted_reads):
     """The embedded default's in-process worker (the one the command starts); on a real broker,
     where the command starts none, a worker thread stands in for `rundramatiq`."""
     if not isinstance(broker, StubBroker):
