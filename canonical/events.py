@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.db import connection as db_connection
 
+from canonical.bulk import insert_rows
 from canonical.models import ChangeCursor, ChangeEvent
 from tenants.models import Tenant
 
@@ -39,11 +40,5 @@ def write_events(tenant: Tenant, rows: Sequence[tuple[str, uuid.UUID, str, int]]
         (tenant.pk, first + i, resource_type, record_id if native_uuid else record_id.hex, action, version, occurred)
         for i, (resource_type, record_id, action, version) in enumerate(rows)
     ]
-    events = qn(ChangeEvent._meta.db_table)
-    with db_connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {events} (tenant_id, {qn('cursor')}, resource_type, record_id, action, version, occurred_at) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            params,
-        )
+    insert_rows(ChangeEvent._meta.db_table, ["tenant_id", "cursor", "resource_type", "record_id", "action", "version", "occurred_at"], params)
     return len(rows)

@@ -1,22 +1,27 @@
 """The upsert engine: apply a batch of normalized records of one kind to the canonical store.
 
 One call, one transaction: records whose content hash is unchanged are skipped after a single
-read; new and changed ones go in with `INSERT … ON CONFLICT DO UPDATE … WHERE hash differs`
-(PostgreSQL and SQLite ≥ 3.35 both speak it), which is what makes concurrent upserts of the same
-records safe: no duplicates, and a version bump per real change, never a lost update. Children
-(identifiers, diagnoses, …) are replaced as a set when their parent changes. Every create,
-update and delete writes a ChangeEvent in the same transaction.
+read, without any lock (so a re-run of an unchanged page is cheap and never waits). The rest are
+written under the tenant's cursor lock (`canonical.events.lock_cursor`), which every writer of a
+tenant's records takes first: the engine reads what exists again under that lock, and that read
+stays true until commit, so new records are plain bulk INSERTs and changed ones UPDATEs by id.
+Concurrent upserts of the same records queue on the lock instead of racing: no duplicates, a
+version bump per real change, never a lost update. The unique constraint on tenant + connection +
+external id stays as the backstop: a writer that skipped the lock fails, it never duplicates.
+Children (identifiers, diagnoses, …) are replaced as a set when their parent changes. Every
+create, update and delete writes a ChangeEvent in the same transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from django.db import connection as db_connection
@@ -24,11 +29,10 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from canonical.bulk import in_values, insert_rows, update_rows
 from canonical.events import lock_cursor, write_events
 from canonical.kinds import ChildSpec, KindSpec, get_kind
 from tenants.models import Connection, Tenant
-
-CHUNK = 400  # rows per statement: well under SQLite's and PostgreSQL's bound-parameter limits
 
 
 @dataclass
@@ -71,8 +75,7 @@ def content_hash(record: dict[str, Any]) -> str:
 
 # --- column preparation ----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Column:
+class _Column(NamedTuple):
     name: str  # key in the normalized record
     column: str
     prepare: Any  # value -> database parameter; raises RecordInvalid
@@ -118,7 +121,11 @@ def _field_preparer(f: models.Field):
                 raise RecordInvalid(name, f"{v.isoformat()} has no time zone")
             return ops.adapt_datetimefield_value(v)
     elif isinstance(f, models.DateField):
+        adapt_date = ops.adapt_datefield_value
+
         def prep(v):
+            if type(v) is date:  # the common case first
+                return adapt_date(v)
             if v is None:
                 return missing()
             if isinstance(v, str):
@@ -160,8 +167,11 @@ def _field_preparer(f: models.Field):
             return v
     else:  # text
         max_length = f.max_length
+        limit = max_length if max_length is not None else sys.maxsize
 
         def prep(v):
+            if type(v) is str and len(v) <= limit and (choices is None or v in choices):  # the common case first
+                return v
             if v is None:
                 return missing()
             if not isinstance(v, str):
@@ -178,9 +188,17 @@ def _columns(model: type[models.Model], names: Sequence[str]) -> list[_Column]:
     return [_Column(n, model._meta.get_field(n).column, _field_preparer(model._meta.get_field(n))) for n in names]
 
 
-def _uuid_converter():
-    """uuid -> database parameter, decided once per call (the connection proxy is slow per row)."""
-    return (lambda value: value) if db_connection.features.has_native_uuid_field else (lambda value: value.hex)
+_UUID5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID5_SET = (5 << 76) | (0x8000 << 48)
+
+
+def _child_public_id(parent: uuid.UUID, name: str) -> str:
+    """`uuid.uuid5(parent, name).hex` without building UUID objects (one per child row).
+
+    32 hex digits are the parameter for both databases: Django's SQLite storage, and input
+    PostgreSQL's uuid type accepts."""
+    digest = hashlib.sha1(parent.bytes + name.encode()).digest()  # noqa: S324 (uuid5 is defined on SHA-1)
+    return f"{(int.from_bytes(digest[:16], 'big') & _UUID5_CLEAR) | _UUID5_SET:032x}"
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -189,55 +207,45 @@ def _as_uuid(value) -> uuid.UUID:
 
 # --- reading what exists ---------------------------------------------------------------------------
 
-def _chunks(items: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+class _Stored(NamedTuple):
+    pk: int
+    content_hash: str
+    deleted: bool
+    version: int
+    public_id: Any  # as the driver returns it: uuid.UUID or 32 hex digits
 
 
-def _existing(spec: KindSpec, tenant: Tenant, connection: Connection, external_ids: Sequence[str]) -> dict[str, tuple[int, str, bool]]:
-    """external id -> (id, content hash, is tombstoned)."""
-    qn = db_connection.ops.quote_name
-    found: dict[str, tuple[int, str, bool]] = {}
+def _select(spec: KindSpec, tenant: Tenant, connection: Connection, external_ids: Sequence[str], columns: str) -> Iterable[tuple]:
+    """Rows `(external id, *columns)` of this connection's records with these external ids."""
     with db_connection.cursor() as cursor:
-        for chunk in _chunks(external_ids):
-            marks = ", ".join(["%s"] * len(chunk))
+        for condition, params in in_values("external_id", external_ids):
             cursor.execute(
-                f"SELECT external_id, id, content_hash, deleted_at IS NOT NULL FROM {qn(spec.table)} "  # noqa: S608
-                f"WHERE tenant_id = %s AND source_connection_id = %s AND external_id IN ({marks})",
-                [tenant.pk, connection.pk, *chunk],
+                f"SELECT external_id, {columns} FROM {db_connection.ops.quote_name(spec.table)} "  # noqa: S608
+                f"WHERE tenant_id = %s AND source_connection_id = %s AND {condition}",
+                [tenant.pk, connection.pk, *params],
             )
-            for external_id, pk, digest, deleted in cursor.fetchall():
-                found[external_id] = (pk, digest, bool(deleted))
-    return found
+            yield from cursor.fetchall()
+
+
+def _hashes(spec: KindSpec, tenant: Tenant, connection: Connection, external_ids: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """external id -> (content hash, is tombstoned): all that the first, unlocked read needs."""
+    rows = _select(spec, tenant, connection, external_ids, "content_hash, deleted_at IS NOT NULL")
+    return {external_id: (digest, bool(deleted)) for external_id, digest, deleted in rows}
+
+
+def _stored(spec: KindSpec, tenant: Tenant, connection: Connection, external_ids: Sequence[str]) -> dict[str, _Stored]:
+    rows = _select(spec, tenant, connection, external_ids, f"id, content_hash, deleted_at IS NOT NULL, {db_connection.ops.quote_name('version')}, public_id")
+    return {external_id: _Stored(pk, digest, bool(deleted), version, public_id) for external_id, pk, digest, deleted, version, public_id in rows}
 
 
 def resolve_ids(kind: str, tenant: Tenant, connection: Connection, external_ids: Iterable[str]) -> dict[str, int]:
     """external id -> database id for records of `kind` from this tenant's connection."""
-    spec = get_kind(kind)
-    wanted = sorted({e for e in external_ids if e})
-    return {external_id: pk for external_id, (pk, _, _) in _existing(spec, tenant, connection, wanted).items()}
+    return dict(_select(get_kind(kind), tenant, connection, sorted({e for e in external_ids if e}), "id"))
 
 
 # --- writing -------------------------------------------------------------------------------------
 
-_META_COLUMNS = ("tenant_id", "source_connection_id", "external_id", "public_id", "content_hash", "version", "created_at", "updated_at", "deleted_at")
-
-
-def _upsert_sql(spec: KindSpec, data_columns: list[str], rows: int) -> str:
-    qn = db_connection.ops.quote_name
-    table = qn(spec.table)
-    columns = [*_META_COLUMNS, *data_columns]
-    marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    updates = ", ".join(
-        [f"{qn(c)} = excluded.{qn(c)}" for c in ("content_hash", "updated_at", *data_columns)]
-        + [f"{qn('version')} = {table}.{qn('version')} + 1", f"{qn('deleted_at')} = NULL"]
-    )
-    return (
-        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES {', '.join([marks] * rows)} "  # noqa: S608
-        f"ON CONFLICT (tenant_id, source_connection_id, external_id) DO UPDATE SET {updates} "
-        f"WHERE {table}.content_hash <> excluded.content_hash OR {table}.deleted_at IS NOT NULL "
-        f"RETURNING id, public_id, external_id, {qn('version')}"
-    )
+_INSERT_COLUMNS = ("tenant_id", "source_connection_id", "external_id", "public_id", "content_hash", "version", "created_at", "updated_at")
 
 
 @dataclass
@@ -263,18 +271,18 @@ class _ChildPlan:
                 if pk is None:
                     raise RecordInvalid(f"{self.spec.name}[{index}].{name}", f"{kind} {item.get(name)!r} was not found in this connection")
                 row.append(pk)
+            get = item.get
             try:
-                row.extend([c.prepare(item.get(c.name)) for c in self.columns])
+                row.extend([prepare(get(name)) for name, _, prepare in self.columns])
             except RecordInvalid as exc:
                 raise RecordInvalid(f"{self.spec.name}[{index}].{exc.path}", exc.reason) from None
             rows.append(row)
         return rows
 
-    def write(self, tenant: Tenant, parents: list[tuple[int, uuid.UUID, list[list], bool]], uuid_param) -> None:
+    def write(self, tenant: Tenant, parents: list[tuple[int, uuid.UUID, list[list], bool]]) -> None:
         """Replace the rows of every parent (id, public id, prepared rows, existed before)."""
         qn = db_connection.ops.quote_name
         model = self.spec.model
-        table = qn(model._meta.db_table)
         parent_column = model._meta.get_field(self.spec.parent_field).column
         ref_columns = [model._meta.get_field(name).column for name in self.spec.refs]
         names = ["public_id", parent_column, *(["tenant_id"] if self.spec.tenant_column else []), "position", *ref_columns,
@@ -282,23 +290,20 @@ class _ChildPlan:
         extra = [tenant.pk] if self.spec.tenant_column else []
         prefix = f"{self.spec.name}/"
         params = [
-            [uuid_param(uuid.uuid5(public_id, f"{prefix}{row[0]}")), pk, *extra, *row]
+            [_child_public_id(public_id, f"{prefix}{row[0]}"), pk, *extra, *row]
             for pk, public_id, rows, _ in parents
             for row in rows
         ]
+        stale = [pk for pk, _, _, existed in parents if existed]
         with db_connection.cursor() as cursor:
-            stale = [pk for pk, _, _, existed in parents if existed]
-            for chunk in _chunks(stale):
-                cursor.execute(f"DELETE FROM {table} WHERE {qn(parent_column)} IN ({', '.join(['%s'] * len(chunk))})", list(chunk))  # noqa: S608
-            if params:
-                cursor.executemany(
-                    f"INSERT INTO {table} ({', '.join(qn(n) for n in names)}) VALUES ({', '.join(['%s'] * len(names))})",  # noqa: S608
-                    params,
-                )
+            for condition, values in in_values(parent_column, stale):
+                cursor.execute(f"DELETE FROM {qn(model._meta.db_table)} WHERE {condition}", values)  # noqa: S608
+        insert_rows(model._meta.db_table, names, params)
 
 
 def _prepare(spec: KindSpec, record: dict, columns: list[_Column], ref_ids: dict[str, dict[str, int]]) -> list:
-    values = [c.prepare(record.get(c.name)) for c in columns]
+    get = record.get
+    values = [prepare(get(name)) for name, _, prepare in columns]
     for name in spec.refs:
         ref = record.get(name)
         if ref in (None, ""):
@@ -335,8 +340,8 @@ def upsert_records(
             continue
         batch[external_id] = (record, content_hash(record))  # the last copy of an id in a batch wins
 
-    existing = _existing(spec, tenant, connection, list(batch))
-    pending = {eid: rec for eid, rec in batch.items() if eid not in existing or existing[eid][1] != rec[1] or existing[eid][2]}
+    existing = _hashes(spec, tenant, connection, list(batch))
+    pending = {eid: rec for eid, rec in batch.items() if existing.get(eid) != (rec[1], False)}
     result.unchanged = len(batch) - len(pending)
     if not pending:
         return result
@@ -353,42 +358,48 @@ def upsert_records(
         })
         for child in spec.children
     ]
-    uuid_param = _uuid_converter()
-
-    created_at = db_connection.ops.adapt_datetimefield_value(now)
-    rows: list[list] = []
-    prepared_children: dict[str, list[list[list]]] = {}
+    accepted: dict[str, tuple[str, list, list[list[list]]]] = {}  # external id -> (hash, values, rows per child list)
     for external_id, (record, digest) in pending.items():
         try:
-            values = _prepare(spec, record, columns, ref_ids)
-            child_rows = [plan.prepare(record) for plan in children]
+            accepted[external_id] = (digest, _prepare(spec, record, columns, ref_ids), [plan.prepare(record) for plan in children])
         except RecordInvalid as exc:
             result.rejected.append(Rejected(external_id, exc.path, exc.reason))
-            continue
-        rows.append([tenant.pk, connection.pk, external_id, uuid_param(uuid.uuid4()), digest, 1, created_at, created_at, None, *values])
-        prepared_children[external_id] = child_rows
-    if not rows:
+    if not accepted:
         return result
 
+    stamp = db_connection.ops.adapt_datetimefield_value(now)
     data_columns = [c.column for c in columns] + fk_columns
-    events: list[tuple[str, uuid.UUID, str, int]] = []
-    parents: list[tuple[int, uuid.UUID, str, bool]] = []
     with transaction.atomic():
         lock_cursor(tenant)
-        with db_connection.cursor() as cursor:
-            for chunk in _chunks(rows):
-                cursor.execute(_upsert_sql(spec, data_columns, len(chunk)), [value for row in chunk for value in row])
-                for pk, public_id, external_id, version in cursor.fetchall():
-                    public_uuid = _as_uuid(public_id)
-                    created = version == 1
-                    result.created += created
-                    result.updated += not created
-                    result.changed_ids.append(pk)
-                    events.append((kind, public_uuid, "create" if created else "update", version))
-                    parents.append((pk, public_uuid, external_id, not created))
-        result.unchanged += len(rows) - len(parents)  # a concurrent writer got there first with the same content
-        for index, plan in enumerate(children):
-            plan.write(tenant, [(pk, public_uuid, prepared_children[eid][index], existed) for pk, public_uuid, eid, existed in parents], uuid_param)
+        stored = _stored(spec, tenant, connection, list(accepted))  # under the lock: true until commit
+        inserts: list[list] = []
+        updates: list[list] = []
+        plan: list[tuple[str, uuid.UUID, int | None, int]] = []  # (external id, public id, id if stored, new version), batch order
+        for external_id, (digest, values, _) in accepted.items():
+            found = stored.get(external_id)
+            if found is None:
+                public_id = uuid.uuid4()
+                inserts.append([tenant.pk, connection.pk, external_id, public_id.hex, digest, 1, stamp, stamp, *values])
+                plan.append((external_id, public_id, None, 1))
+            elif found.content_hash != digest or found.deleted:
+                updates.append([digest, stamp, *values, found.pk])
+                plan.append((external_id, _as_uuid(found.public_id), found.pk, found.version + 1))
+            else:
+                result.unchanged += 1  # a concurrent writer got there first with the same content
+        insert_rows(spec.table, [*_INSERT_COLUMNS, *data_columns], inserts)
+        qn = db_connection.ops.quote_name
+        update_rows(spec.model, ["content_hash", "updated_at", *data_columns], updates, also=f"deleted_at = NULL, {qn('version')} = {qn('version')} + 1")
+        new_ids = resolve_ids(kind, tenant, connection, [external_id for external_id, _, pk, _ in plan if pk is None])
+        events: list[tuple[str, uuid.UUID, str, int]] = []
+        parents: list[tuple[int, uuid.UUID, str, bool]] = []
+        for external_id, public_id, pk, version in plan:
+            pk = pk if pk is not None else new_ids[external_id]
+            events.append((kind, public_id, "create" if version == 1 else "update", version))
+            parents.append((pk, public_id, external_id, version > 1))
+            result.changed_ids.append(pk)
+        result.created, result.updated = len(inserts), len(updates)
+        for index, child in enumerate(children):
+            child.write(tenant, [(pk, public_id, accepted[eid][2][index], existed) for pk, public_id, eid, existed in parents])
         write_events(tenant, events, now)
     return result
 
@@ -409,12 +420,12 @@ def delete_records(kind: str, external_ids: Iterable[str], *, tenant: Tenant, co
     with transaction.atomic():
         lock_cursor(tenant)
         with db_connection.cursor() as cursor:
-            for chunk in _chunks(ids):
+            for condition, params in in_values("external_id", ids):
                 cursor.execute(
                     f"UPDATE {table} SET deleted_at = %s, updated_at = %s, {qn('version')} = {qn('version')} + 1 "  # noqa: S608
                     f"WHERE tenant_id = %s AND source_connection_id = %s AND deleted_at IS NULL "
-                    f"AND external_id IN ({', '.join(['%s'] * len(chunk))}) RETURNING id, public_id, {qn('version')}",
-                    [stamp, stamp, tenant.pk, connection.pk, *chunk],
+                    f"AND {condition} RETURNING id, public_id, {qn('version')}",
+                    [stamp, stamp, tenant.pk, connection.pk, *params],
                 )
                 for pk, public_id, version in cursor.fetchall():
                     events.append((kind, _as_uuid(public_id), "delete", version))
