@@ -30,6 +30,7 @@ import cProfile
 import io
 import os
 import pstats
+import signal
 import socket
 import subprocess
 import sys
@@ -308,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--records must be positive and --page-size 1-1000")
     if not args.broker_url.startswith("redis://"):
         parser.error("--broker-url must be a redis:// URL")
+    # SIGTERM unwinds like Ctrl-C, so the worker, the vendor and the scratch database are cleaned up.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return run_bench(args.records, args.page_size, args.broker_url, args.profile, args.keep)
 
 
