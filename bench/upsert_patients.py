@@ -158,6 +158,7 @@ def _raw_insert(records: Sequence[dict], tenant, connection) -> tuple[float, flo
     from django.db import transaction
     from django.utils import timezone
 
+    from canonical.ids import child_ids, uuid7
     from canonical.kinds import get_kind
     from canonical.models import Patient, PatientIdentifier
     from canonical.upsert import content_hash
@@ -181,16 +182,17 @@ def _raw_insert(records: Sequence[dict], tenant, connection) -> tuple[float, flo
         now = db.ops.adapt_datetimefield_value(timezone.now())
         rows, children = [], []
         for record in records:
-            public_id = uuid.uuid4()
+            public_id = uuid7()  # the engine's ids, so both paths write the same rows
             rows.append([
                 tenant.pk, connection.pk, record["external_id"], uuid_param(public_id), content_hash(record), 1, now, now, None,
                 *(adapt[f.name](record[f.name]) if adapt[f.name] else record[f.name] for f in fields),
             ])
-            for position, item in enumerate(record["identifiers"]):
+            items = record["identifiers"]
+            ids = child_ids(public_id, [f"identifiers/{position}" for position in range(len(items))])
+            for position, (item, child_id) in enumerate(zip(items, ids, strict=True)):
                 children.append((
                     record["external_id"],
-                    [uuid_param(uuid.uuid5(public_id, f"identifiers/{position}")), position, None, tenant.pk,
-                     *(item[f.name] for f in child_fields)],
+                    [uuid_param(uuid.UUID(child_id)), position, None, tenant.pk, *(item[f.name] for f in child_fields)],
                 ))
         return rows, children
 

@@ -31,6 +31,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from canonical.bulk import in_values, insert_rows, update_rows
 from canonical.events import lock_cursor, write_events
+from canonical.ids import child_ids, uuid7s
 from canonical.kinds import ChildSpec, KindSpec, get_kind
 from tenants.models import Connection, Tenant
 
@@ -102,10 +103,17 @@ def _field_preparer(f: models.Field):
 
     if isinstance(f, models.JSONField):
         adapt_json, encoder = ops.adapt_json_value, f.encoder
+        if encoder is None and db_connection.vendor == "sqlite":
+            # JSON text as SQLite stores it: orjson writes it ~6x faster than json.dumps.
+            def adapt_json(value, _encoder):
+                return orjson.dumps(value).decode()
 
         def prep(v):
             v = missing() if v is None else v
-            return adapt_json(v, encoder)
+            try:
+                return adapt_json(v, encoder)
+            except TypeError as exc:  # orjson's JSONEncodeError is a TypeError too
+                raise RecordInvalid(name, f"is not JSON: {exc}") from None
     elif isinstance(f, models.DateTimeField):
         def prep(v):
             if v is None:
@@ -186,19 +194,6 @@ def _field_preparer(f: models.Field):
 
 def _columns(model: type[models.Model], names: Sequence[str]) -> list[_Column]:
     return [_Column(n, model._meta.get_field(n).column, _field_preparer(model._meta.get_field(n))) for n in names]
-
-
-_UUID5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID5_SET = (5 << 76) | (0x8000 << 48)
-
-
-def _child_public_id(parent: uuid.UUID, name: str) -> str:
-    """`uuid.uuid5(parent, name).hex` without building UUID objects (one per child row).
-
-    32 hex digits are the parameter for both databases: Django's SQLite storage, and input
-    PostgreSQL's uuid type accepts."""
-    digest = hashlib.sha1(parent.bytes + name.encode()).digest()  # noqa: S324 (uuid5 is defined on SHA-1)
-    return f"{(int.from_bytes(digest[:16], 'big') & _UUID5_CLEAR) | _UUID5_SET:032x}"
 
 
 def _as_uuid(value) -> uuid.UUID:
@@ -290,9 +285,9 @@ class _ChildPlan:
         extra = [tenant.pk] if self.spec.tenant_column else []
         prefix = f"{self.spec.name}/"
         params = [
-            [_child_public_id(public_id, f"{prefix}{row[0]}"), pk, *extra, *row]
-            for pk, public_id, rows, _ in parents
-            for row in rows
+            [public, pk, *extra, *row]
+            for pk, public_id, rows, _ in parents if rows
+            for public, row in zip(child_ids(public_id, [f"{prefix}{row[0]}" for row in rows]), rows, strict=True)
         ]
         stale = [pk for pk, _, _, existed in parents if existed]
         with db_connection.cursor() as cursor:
@@ -375,10 +370,11 @@ def upsert_records(
         inserts: list[list] = []
         updates: list[list] = []
         plan: list[tuple[str, uuid.UUID, int | None, int]] = []  # (external id, public id, id if stored, new version), batch order
+        fresh = iter(uuid7s(len(accepted) - len(stored)))
         for external_id, (digest, values, _) in accepted.items():
             found = stored.get(external_id)
             if found is None:
-                public_id = uuid.uuid4()
+                public_id = next(fresh)
                 inserts.append([tenant.pk, connection.pk, external_id, public_id.hex, digest, 1, stamp, stamp, *values])
                 plan.append((external_id, public_id, None, 1))
             elif found.content_hash != digest or found.deleted:

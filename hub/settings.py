@@ -125,10 +125,14 @@ else:
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + IMMEDIATE transactions let the in-process worker and the web server share the file
-    # without "database is locked" on upgrade from a read to a write transaction.
-    _db.setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
-    )
+    # without "database is locked" on upgrade from a read to a write transaction. Checkpoints every
+    # 10,000 WAL pages (~40 MB) instead of 1,000: a sync page rewrites many of the same index
+    # pages, and each checkpoint copies them to the file and syncs it (upsert 1.2x faster; bench/).
+    _db.setdefault("OPTIONS", {}).update({
+        "timeout": 30, "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000; "
+                        "PRAGMA journal_size_limit=67108864;",
+    })
     _db.setdefault("TEST", {})["NAME"] = env_str("HUB_TEST_SQLITE_NAME") or None
 else:
     _db.setdefault("CONN_MAX_AGE", env_int("DB_CONN_MAX_AGE", 60, minimum=0))

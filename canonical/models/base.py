@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 from django.utils import timezone
 
+from canonical.ids import uuid7
 from tenants.models import Connection, Tenant
 
 
@@ -16,7 +15,7 @@ class CanonicalRecord(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     source_connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
     external_id = models.CharField(max_length=200, help_text="The record's id in the source system.")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
     content_hash = models.CharField(max_length=32, editable=False)
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

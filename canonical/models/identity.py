@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 from django.utils import timezone
 
 from canonical.choices import MatchStatus
+from canonical.ids import uuid7
 from tenants.models import Tenant
 
 
@@ -13,7 +12,7 @@ class MasterPatient(models.Model):
     """One person, whatever connections they were synced from. Patients link to it."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
