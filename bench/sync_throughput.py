@@ -16,7 +16,9 @@ are cleared), with the loopback vendor serving N records in its own process
     ratio = engine time / sync time (goal >= 0.5: HTTP, raw payload storage, identity matching
     and job overhead at most double the time). It runs before (a), on the same tables, so the
     sync writes into the bigger indexes: the ratio errs low, never high;
-(c) a no-change re-sync in full_diff mode; speedup = first sync / re-sync (goal >= 5x).
+(c) a no-change re-sync in full_diff mode; speedup = first sync / re-sync (goal >= 5x);
+(d) identity matching, the job that follows a patient sync run: from (a)'s end until every
+    synced patient has a master patient (printed; no goal in the issue).
 
 With --profile, the same first sync and re-sync also run in this process under cProfile (on a
 third connection, against the same vendor), and the top functions by cumulative time print.
@@ -143,13 +145,17 @@ def _normalized_pages(records: int, page_size: int, tenant, connection) -> list[
 def _engine_alone(pages: Sequence[Sequence[dict]], tenant, connection) -> tuple[float, tuple[int, int, int, int]]:
     from django.db import transaction
 
+    from canonical.bulk import StatisticsKeeper
     from canonical.upsert import upsert_records
+    from connectors.sync import tables_of
 
     totals = [0, 0, 0, 0]
+    statistics = StatisticsKeeper(tables_of("patient"))  # as the sync keeps them, so both plan alike
     started = time.perf_counter()
     for page in pages:
         with transaction.atomic():
             result = upsert_records("patient", page, tenant=tenant, connection=connection)
+        statistics.grew(result.created)
         totals[0] += result.created
         totals[1] += result.updated
         totals[2] += result.unchanged
@@ -168,6 +174,18 @@ def _sync_via_worker(connection, timeout: float) -> tuple[float, float, Any]:
     run = wait_for(lambda: SyncRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(), timeout=timeout,
                    what=f"sync run {run.pk} to finish", interval=0.05)
     return run.finished_at.timestamp() - enqueued, (run.finished_at - run.started_at).total_seconds(), run
+
+
+def _identity_after(run, connection, timeout: float) -> float:
+    """Seconds from the run's end until every patient it stored has a master patient: the
+    identity job that follows a patient sync (it runs before the re-sync starts, so the two do
+    not share the worker)."""
+    from canonical.models import Patient
+    from tests.support.processes import wait_for
+
+    unlinked = Patient.objects.filter(source_connection=connection, master__isnull=True)
+    wait_for(lambda: not unlinked.exists(), timeout=timeout, what="identity matching after the first sync", interval=0.1)
+    return time.time() - run.finished_at.timestamp()
 
 
 def _profiled_sync(connection, top: int) -> tuple[float, Any, str]:
@@ -244,6 +262,7 @@ def run_bench(records: int, page_size: int, broker_url: str, profile: bool, keep
             timeout = max(600.0, records / 50)
             first_seconds, first_worker_seconds, first = _sync_via_worker(sync_connection, timeout)
             _check_run("first sync", first, (RunStatus.SUCCEEDED, records, records, 0, 0, 0, 0))
+            link_seconds = _identity_after(first, sync_connection, timeout)
             second_seconds, second_worker_seconds, second = _sync_via_worker(sync_connection, timeout)
             _check_run("re-sync", second, (RunStatus.SUCCEEDED, records, 0, 0, records, 0, 0))
 
@@ -268,6 +287,7 @@ def run_bench(records: int, page_size: int, broker_url: str, profile: bool, keep
                 ("(a) first sync, enqueue -> finished", first_seconds, first_worker_seconds),
                 ("(b) upsert engine alone, same records", engine_seconds, None),
                 ("(c) no-change re-sync, enqueue -> finished", second_seconds, second_worker_seconds),
+                ("(d) identity matching after (a), its own job", link_seconds, None),
             ):
                 print(f"  {label:<46}{seconds:>9.2f}{records / seconds:>12,.0f}{'' if job is None else f'{job:>9.2f}'}")
             print(f"  first sync {records / first_seconds:,.0f} canonical records/s; engine alone / sync = {ratio:.2f} "

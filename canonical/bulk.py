@@ -75,3 +75,35 @@ def update_rows(model, columns: Sequence[str], rows: Sequence[Sequence], *, also
             )
         else:
             cursor.executemany(f"UPDATE {table} SET {', '.join(f'{qn(c)} = %s' for c in columns)}{extra} WHERE id = %s", rows)  # noqa: S608
+
+
+def refresh_statistics(tables: Iterable[str]) -> None:
+    """ANALYZE `tables` on PostgreSQL (elsewhere nothing to do).
+
+    The planner picks index probes for the engine's `= ANY(array)` lookups only when it knows a
+    table is large. A first sync grows tables from nothing faster than autovacuum re-samples them
+    (and some servers run with autovacuum off): on stale statistics each page's lookup scans the
+    connection's whole index, and a first sync of 100,000 records slows quadratically. Callers
+    that grow tables in bulk call this as they go (ANALYZE samples; it takes ~0.1 s on 100,000
+    rows and blocks no reader or writer)."""
+    if db_connection.vendor != "postgresql":
+        return
+    qn = db_connection.ops.quote_name
+    with db_connection.cursor() as cursor:
+        for table in dict.fromkeys(tables):
+            cursor.execute(f"ANALYZE {qn(table)}")
+
+
+class StatisticsKeeper:
+    """Refreshes the statistics of tables a job grows in bulk: after 1,000 new rows, then each
+    time the count doubles (2,000, 4,000, …), so a job that loads n rows analyzes log2(n/1000)
+    times."""
+
+    def __init__(self, tables: Iterable[str], first: int = 1_000):
+        self.tables, self.rows, self.next = list(tables), 0, first
+
+    def grew(self, rows: int) -> None:
+        self.rows += rows
+        if rows and self.rows >= self.next:
+            refresh_statistics(self.tables)
+            self.next = self.rows * 2

@@ -25,26 +25,32 @@ Call it in its own transaction after the upsert has committed.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db import models, transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Q
 from django.utils import timezone
 
+from canonical.bulk import in_values, insert_rows, update_rows
 from canonical.choices import MatchStatus, Sex
+from canonical.ids import uuid7s
 from canonical.models import MasterPatient, MatchReview, Patient, PatientIdentifier
 from canonical.names import are_nicknames, first_given_name, jaro_winkler, normalize_name
-from tenants.audit import object_type_of, record_audit, record_audits
-from tenants.models import Tenant
+from hub.request_context import get_request_id
+from tenants.audit import actor_label_for, object_type_of, record_audit
+from tenants.models import AuditEvent, Tenant
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -157,14 +163,29 @@ class _Person:
     deleted: bool
 
 
-_PERSON_COLUMNS = ("pk", "public_id", "source_connection_id", "family_name", "given_names", "birth_date", "sex", "master_id", "deleted_at")
+# Columns of a `_Person` row, in `_person`'s order (raw SQL: these are also the column names).
+_PERSON_COLUMNS = ("id", "public_id", "source_connection_id", "family_name", "given_names", "birth_date", "sex", "master_id", "deleted_at")
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalized_family(family: str | None) -> str:
+    return normalize_name(family)  # cached: a tenant holds the same few thousand family names many times
+
+
+@functools.lru_cache(maxsize=65536)
+def _first_given_of_json(given_names: str) -> str:
+    return first_given_name(json.loads(given_names))
 
 
 def _person(row: Sequence[Any]) -> _Person:
+    """A `_Person` from model values or a raw row (SQLite gives the uuid as hex and dates as text;
+    both databases give the JSON list of given names as text, as Django has psycopg load it)."""
     pk, public_id, connection_id, family, given_names, birth_date, sex, master_id, deleted_at = row
     return _Person(
-        id=pk, public_id=public_id, connection_id=connection_id, family=normalize_name(family),
-        given=first_given_name(given_names), birth_date=birth_date, sex=sex or Sex.UNKNOWN,
+        id=pk, public_id=public_id if isinstance(public_id, UUID) else UUID(public_id), connection_id=connection_id,
+        family=_normalized_family(family),
+        given=_first_given_of_json(given_names) if isinstance(given_names, str) else first_given_name(given_names),
+        birth_date=date.fromisoformat(birth_date) if isinstance(birth_date, str) else birth_date, sex=sex or Sex.UNKNOWN,
         master_id=master_id, deleted=deleted_at is not None,
     )
 
@@ -176,64 +197,82 @@ def _swapped(day: date | None) -> date | None:
     return day.replace(month=day.day, day=day.month)
 
 
+# Each part of a score: (weight, reason, the same reason without any name, for audit events).
+_Part = tuple[Decimal, str, str]
+
+
+def _birth_part(left: date | None, right: date | None) -> _Part:
+    if left is not None and left == right:
+        return WEIGHT_BIRTH_DATE, "same birth date", "same birth date"
+    if left is not None and _swapped(left) == right:
+        return WEIGHT_BIRTH_DATE_SWAPPED, "birth date day and month swapped", "birth date day and month swapped"
+    reason = "birth date differs" if left and right else "birth date missing"
+    return Decimal(0), reason, reason
+
+
+@functools.lru_cache(maxsize=65536)
+def _family_part(left: str, right: str) -> _Part:
+    """Cached by the pair of normalized names: a run compares the same common names many times."""
+    if not left or not right:
+        return Decimal(0), "family name missing", "family name missing"
+    if left.replace(" ", "") == right.replace(" ", ""):
+        return WEIGHT_FAMILY_EXACT, "family name matches", "family name matches"
+    similarity = jaro_winkler(left.replace(" ", ""), right.replace(" ", ""))
+    if similarity >= FAMILY_CLOSE_MIN:
+        reason = f"family name close ({similarity:.2f})"
+        return WEIGHT_FAMILY_CLOSE, reason, reason
+    if {part for part in left.split() if len(part) > 3} & {part for part in right.split() if len(part) > 3}:
+        return WEIGHT_FAMILY_CLOSE, "family name partly matches", "family name partly matches"
+    return Decimal(0), "family name differs", "family name differs"
+
+
+@functools.lru_cache(maxsize=65536)
+def _given_part(left: str, right: str) -> _Part:
+    if not left or not right:
+        return Decimal(0), "given name missing", "given name missing"
+    if left == right:
+        return WEIGHT_GIVEN_EXACT, "given name matches", "given name matches"
+    if are_nicknames(left, right):
+        return WEIGHT_GIVEN_NICKNAME, f"given name nickname ({left.title()}→{right.title()})", "given name nickname"
+    if (len(left) == 1 or len(right) == 1) and left[0] == right[0]:
+        return WEIGHT_GIVEN_INITIAL, "given name initial matches", "given name initial matches"
+    if jaro_winkler(left, right) >= GIVEN_CLOSE_MIN:
+        return WEIGHT_GIVEN_CLOSE, "given name close", "given name close"
+    return WEIGHT_GIVEN_DIFFERS, "given name differs", "given name differs"
+
+
+def _sex_part(left: str, right: str) -> _Part:
+    if Sex.UNKNOWN in (left, right):
+        return WEIGHT_SEX_UNKNOWN, "sex unknown", "sex unknown"
+    if left == right:
+        return WEIGHT_SEX_SAME, "sex matches", "sex matches"
+    return Decimal(0), "sex differs", "sex differs"
+
+
+def _demographic_parts(left: _Person, right: _Person) -> tuple[_Part, _Part, _Part, _Part]:
+    return (
+        _birth_part(left.birth_date, right.birth_date), _family_part(left.family, right.family),
+        _given_part(left.given, right.given), _sex_part(left.sex, right.sex),
+    )
+
+
+def _clamped(total: Decimal) -> Decimal:
+    return min(max(total, Decimal(0)), Decimal(1)).quantize(_SCORE_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def _may_reach(left: _Person, right: _Person, threshold: Decimal) -> bool:
+    """Whether the pair's score could reach `threshold`: its score without identifiers does (a
+    differing identifier only lowers a score), so the pair is worth reading identifiers for."""
+    return _clamped(sum(part[0] for part in _demographic_parts(left, right))) >= threshold
+
+
 def _score(left: _Person, right: _Person, left_ids: dict[str, set[str]], right_ids: dict[str, set[str]]) -> MatchScore:
-    total = Decimal(0)
-    reasons: list[str] = []
-    audit: list[str] = []
-
-    def add(weight: Decimal, reason: str, audit_reason: str | None = None) -> None:
-        nonlocal total
-        total += weight
-        reasons.append(reason)
-        audit.append(audit_reason or reason)
-
-    if left.birth_date is not None and left.birth_date == right.birth_date:
-        add(WEIGHT_BIRTH_DATE, "same birth date")
-    elif left.birth_date is not None and _swapped(left.birth_date) == right.birth_date:
-        add(WEIGHT_BIRTH_DATE_SWAPPED, "birth date day and month swapped")
-    else:
-        add(Decimal(0), "birth date differs" if left.birth_date and right.birth_date else "birth date missing")
-
-    if not left.family or not right.family:
-        add(Decimal(0), "family name missing")
-    elif left.family.replace(" ", "") == right.family.replace(" ", ""):
-        add(WEIGHT_FAMILY_EXACT, "family name matches")
-    else:
-        similarity = jaro_winkler(left.family.replace(" ", ""), right.family.replace(" ", ""))
-        left_parts = {part for part in left.family.split() if len(part) > 3}
-        if similarity >= FAMILY_CLOSE_MIN:
-            add(WEIGHT_FAMILY_CLOSE, f"family name close ({similarity:.2f})")
-        elif left_parts & {part for part in right.family.split() if len(part) > 3}:
-            add(WEIGHT_FAMILY_CLOSE, "family name partly matches")
-        else:
-            add(Decimal(0), "family name differs")
-
-    if not left.given or not right.given:
-        add(Decimal(0), "given name missing")
-    elif left.given == right.given:
-        add(WEIGHT_GIVEN_EXACT, "given name matches")
-    elif are_nicknames(left.given, right.given):
-        add(WEIGHT_GIVEN_NICKNAME, f"given name nickname ({left.given.title()}→{right.given.title()})", "given name nickname")
-    elif (len(left.given) == 1 or len(right.given) == 1) and left.given[0] == right.given[0]:
-        add(WEIGHT_GIVEN_INITIAL, "given name initial matches")
-    elif jaro_winkler(left.given, right.given) >= GIVEN_CLOSE_MIN:
-        add(WEIGHT_GIVEN_CLOSE, "given name close")
-    else:
-        add(WEIGHT_GIVEN_DIFFERS, "given name differs")
-
-    if Sex.UNKNOWN in (left.sex, right.sex):
-        add(WEIGHT_SEX_UNKNOWN, "sex unknown")
-    elif left.sex == right.sex:
-        add(WEIGHT_SEX_SAME, "sex matches")
-    else:
-        add(Decimal(0), "sex differs")
-
+    parts = list(_demographic_parts(left, right))
     for name in sorted(left_ids.keys() & right_ids.keys()):
         if not left_ids[name] & right_ids[name]:
-            add(WEIGHT_IDENTIFIER_DIFFERS, f"{name} differs")
-
-    value = min(max(total, Decimal(0)), Decimal(1)).quantize(_SCORE_QUANTUM, rounding=ROUND_HALF_UP)
-    return MatchScore(value=value, reasons=reasons, audit_reasons=audit)
+            parts.append((WEIGHT_IDENTIFIER_DIFFERS, f"{name} differs", f"{name} differs"))
+    value = _clamped(sum(part[0] for part in parts))
+    return MatchScore(value=value, reasons=[part[1] for part in parts], audit_reasons=[part[2] for part in parts])
 
 
 def score_patients(patient: Patient, candidate: Patient) -> MatchScore:
@@ -259,18 +298,59 @@ def _chunks(items: Iterable[_T], size: int = CHUNK) -> Iterator[list[_T]]:
         yield chunk
 
 
-def _people(queryset: models.QuerySet[Patient]) -> dict[int, _Person]:
-    return {row[0]: _person(row) for row in queryset.values_list(*_PERSON_COLUMNS)}
+def _quoted(table: str) -> str:
+    return db_connection.ops.quote_name(table)
+
+
+def _select(sql: str, params: Sequence[Any], column: str, values: Sequence[Any]) -> Iterator[tuple]:
+    """Rows of `sql`, whose `{match}` is `column` among `values` (`= ANY` on PostgreSQL, IN lists
+    elsewhere): raw SQL because the ORM's `__in` binds one parameter per value, and psycopg
+    re-parses such statements in Python on every call."""
+    with db_connection.cursor() as cursor:
+        for condition, bound in in_values(column, values):
+            cursor.execute(sql.format(match=condition), [*params, *bound])
+            yield from cursor.fetchall()
+
+
+def _select_each(columns: str, table: str, where: str, params: Sequence[Any], column: str, values: Sequence[Any], array_type: str) -> Iterator[tuple]:
+    """Rows of `SELECT columns FROM table WHERE where AND column = v` for each v of `values`.
+    PostgreSQL: one index lookup per value, in a LATERAL subquery that OFFSET 0 keeps the planner
+    from flattening; given a few thousand values with `= ANY` it scans the whole table instead,
+    3-4× slower here. Elsewhere: IN lists, which SQLite looks up in the index value by value."""
+    if not values or db_connection.vendor != "postgresql":
+        return _select(f"SELECT {columns} FROM {table} WHERE {where} AND {{match}}", params, column, values)  # noqa: S608
+    sql = (
+        f"SELECT x.* FROM unnest(%s::{array_type}[]) AS k(value) CROSS JOIN LATERAL "  # noqa: S608 (our names)
+        f"(SELECT {columns} FROM {table} WHERE {where} AND {column} = k.value OFFSET 0) AS x"
+    )
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, [list(values), *params])
+        return iter(cursor.fetchall())
+
+
+def _people(tenant: Tenant, pks: Sequence[int]) -> dict[int, _Person]:
+    """The tenant's patients among these ids. The tenant is checked here, not in SQL: `tenant_id =
+    … AND id = ANY(…)` let PostgreSQL's planner, without statistics, scan the whole tenant."""
+    sql = f"SELECT tenant_id, {', '.join(_PERSON_COLUMNS)} FROM {_quoted(Patient._meta.db_table)} WHERE {{match}}"  # noqa: S608
+    return {row[1]: _person(row[1:]) for row in _select(sql, [], "id", pks) if row[0] == tenant.pk}
+
+
+def _born_on(tenant: Tenant, days: Sequence[date]) -> dict[int, _Person]:
+    """The tenant's live patients born on one of these days (on the index of tenant and birth date)."""
+    columns = ", ".join(_PERSON_COLUMNS)
+    rows = _select_each(columns, _quoted(Patient._meta.db_table), "tenant_id = %s AND deleted_at IS NULL", [tenant.pk], "birth_date", days, "date")
+    return {row[0]: _person(row) for row in rows}
 
 
 def _identifiers_of(patient_ids: Iterable[int]) -> dict[int, dict[str, set[str]]]:
-    """Person-unique identifiers of these patients: patient -> identifier name -> normalized values."""
+    """Person-unique identifiers of these patients: patient -> identifier name -> normalized values.
+    By patient only (a patient has a few identifiers): with the system in SQL too, stale statistics
+    could make PostgreSQL read every identifier of those systems through the lookup index."""
     found: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for chunk in _chunks(sorted(patient_ids)):
-        rows = PatientIdentifier.objects.filter(patient_id__in=chunk, system__in=list(PERSON_IDENTIFIER_SYSTEMS))
-        for patient_id, system, value in rows.values_list("patient_id", "system", "value"):
-            if key := _identifier_key(system, value):
-                found[patient_id][key[0]].add(key[1])
+    sql = f"SELECT patient_id, system, value FROM {_quoted(PatientIdentifier._meta.db_table)} WHERE {{match}}"  # noqa: S608
+    for patient_id, system, value in _select(sql, [], "patient_id", sorted(patient_ids)):
+        if key := _identifier_key(system, value):
+            found[patient_id][key[0]].add(key[1])
     return found
 
 
@@ -354,6 +434,14 @@ class _Link:
     score: Decimal | None
 
 
+@dataclass(slots=True)
+class _NewMaster:
+    """A master the plan creates; applying it fills in the row's ids."""
+
+    pk: int | None = None
+    public_id: UUID | None = None
+
+
 @dataclass
 class _Plan:
     people: dict[int, _Person] = field(default_factory=dict)
@@ -361,17 +449,42 @@ class _Plan:
     reviews: dict[tuple[int, int], MatchScore] = field(default_factory=dict)
     # what applying the plan expects and does
     members: dict[int, set[int]] = field(default_factory=dict)  # touched master -> its patients when read
-    new_masters: list[MasterPatient] = field(default_factory=list)
-    assign: dict[int, MasterPatient | int] = field(default_factory=dict)  # masterless patient -> master (new or pk)
-    moves: dict[int, MasterPatient | int] = field(default_factory=dict)  # absorbed master pk -> surviving master
-    link_master: list[MasterPatient | int] = field(default_factory=list)  # the master of each link, in order
+    new_masters: list[_NewMaster] = field(default_factory=list)
+    assign: dict[int, _NewMaster | int] = field(default_factory=dict)  # masterless patient -> master (new or pk)
+    moves: dict[int, int] = field(default_factory=dict)  # absorbed master pk -> surviving master pk
+    link_master: list[_NewMaster | int] = field(default_factory=list)  # the master of each link, in order
+
+
+def _holders(tenant: Tenant, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], set[int]]:
+    """The tenant's patients holding each wanted (identifier name, normalized value): per system,
+    the stored spellings of its values on the indexed (tenant, system, value)."""
+    forms: dict[str, set[str]] = defaultdict(set)
+    for name, value in wanted:
+        for system in (system for system, system_name in PERSON_IDENTIFIER_SYSTEMS.items() if system_name == name):
+            forms[system] |= _stored_forms(value)
+    holders: dict[tuple[str, str], set[int]] = defaultdict(set)
+    table = _quoted(PatientIdentifier._meta.db_table)
+    for system, values in sorted(forms.items()):
+        for patient_id, value in _select_each("patient_id, value", table, "tenant_id = %s AND system = %s", [tenant.pk, system], "value", sorted(values), "text"):
+            if (key := _identifier_key(system, value)) in wanted:
+                holders[key].add(patient_id)
+    return holders
+
+
+def _known_pairs(patient_ids: Sequence[int]) -> dict[tuple[int, int], str]:
+    """Status of every review (pending or decided) with one of these patients on either side."""
+    known: dict[tuple[int, int], str] = {}
+    for column in ("patient_id", "candidate_id"):  # two indexed lookups rather than one OR
+        sql = f"SELECT patient_id, candidate_id, status FROM {_quoted(MatchReview._meta.db_table)} WHERE {{match}}"  # noqa: S608
+        for a, b, status in _select(sql, [], column, patient_ids):
+            known[_pair(a, b)] = status
+    return known
 
 
 def _plan(tenant: Tenant, patient_ids: Sequence[int], link_at: Decimal, review_at: Decimal) -> _Plan:
     plan = _Plan()
     people = plan.people
-    for chunk in _chunks(patient_ids):
-        people.update(_people(Patient.objects.filter(tenant=tenant, pk__in=chunk)))
+    people.update(_people(tenant, patient_ids))
     batch = [people[pk] for pk in patient_ids if pk in people and not people[pk].deleted]
     if not batch:
         return plan
@@ -380,50 +493,58 @@ def _plan(tenant: Tenant, patient_ids: Sequence[int], link_at: Decimal, review_a
     # Who else holds the batch's person-unique identifiers (looked up by value, the indexed column).
     identifiers = _identifiers_of(batch_ids)
     wanted = {(name, value) for pk in batch_ids for name, values in identifiers[pk].items() for value in values}
-    stored_forms = sorted({form for _, value in wanted for form in _stored_forms(value)})
-    holders: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for chunk in _chunks(stored_forms):
-        rows = PatientIdentifier.objects.filter(tenant=tenant, system__in=list(PERSON_IDENTIFIER_SYSTEMS), value__in=chunk)
-        for patient_id, system, value in rows.values_list("patient_id", "system", "value"):
-            if (key := _identifier_key(system, value)) in wanted:
-                holders[key].add(patient_id)
+    holders = _holders(tenant, wanted)
 
     # Candidates blocked by birth date: the same date and the day-month swapped one.
     dates = {day for person in batch for day in (person.birth_date, _swapped(person.birth_date)) if day is not None}
-    for chunk in _chunks(sorted(dates)):
-        people.update(_people(Patient.objects.filter(tenant=tenant, birth_date__in=chunk, deleted_at__isnull=True)))
+    people.update({pk: person for pk, person in _born_on(tenant, sorted(dates)).items() if pk not in people})
     missing = {pk for keys in holders.values() for pk in keys} - people.keys()
-    for chunk in _chunks(sorted(missing)):
-        people.update(_people(Patient.objects.filter(tenant=tenant, pk__in=chunk)))
-    identifiers.update(_identifiers_of(people.keys() - batch_ids))
+    people.update(_people(tenant, sorted(missing)))
     by_date: dict[date, list[_Person]] = defaultdict(list)
     for person in people.values():
         if person.birth_date is not None and not person.deleted:
             by_date[person.birth_date].append(person)
+    # The candidates worth scoring: a pair whose score without identifiers stays under the review
+    # threshold needs no more reads (most pairs of a birth date are strangers).
+    scorable: dict[int, list[_Person]] = {}
+    for person in batch:
+        if person.birth_date is None:
+            continue
+        swapped = _swapped(person.birth_date)
+        scorable[person.id] = [
+            candidate for candidate in itertools.chain(by_date[person.birth_date], by_date[swapped] if swapped else ())
+            if candidate.id != person.id and _may_reach(person, candidate, review_at)
+        ]
+    involved = batch_ids | {pk for keys in holders.values() for pk in keys if pk in people}
+    involved.update(candidate.id for candidates in scorable.values() for candidate in candidates)
+    identifiers.update(_identifiers_of(involved - batch_ids))
 
-    # Current masters and everyone on them; decided and pending pairs; reviewers' "keep apart"s.
+    # Current masters of everyone involved and all patients on them (a group is checked as a
+    # whole before it is joined); decided and pending pairs; reviewers' "keep apart"s.
     groups = _Groups()
     node_master: dict[int, int | None] = {}
-    master_ids = sorted({person.master_id for person in people.values() if person.master_id})
-    for chunk in _chunks(master_ids):
-        rows = Patient.objects.filter(master_id__in=chunk).order_by("master_id", "pk")
-        for pk, master_id, connection_id in rows.values_list("pk", "master_id", "source_connection_id"):
-            plan.members.setdefault(master_id, set()).add(pk)
-            node_master[pk] = master_id
-            first = min(plan.members[master_id])
-            groups.add(pk, connection_id, master_id, root=None if first == pk else groups.find(first))
-    for person in people.values():
+    master_ids = sorted({people[pk].master_id for pk in involved if people[pk].master_id})
+    sql = f"SELECT id, master_id, source_connection_id FROM {_quoted(Patient._meta.db_table)} WHERE {{match}}"  # noqa: S608
+    connection_of: dict[int, int] = {}
+    for pk, master_id, connection_id in _select(sql, [], "master_id", master_ids):
+        plan.members.setdefault(master_id, set()).add(pk)
+        node_master[pk] = master_id
+        connection_of[pk] = connection_id
+    for members in plan.members.values():
+        first, *others = sorted(members)
+        groups.add(first, connection_of[first], node_master[first])
+        for pk in others:
+            groups.add(pk, connection_of[pk], node_master[pk], root=first)
+    for person in (people[pk] for pk in sorted(involved)):
         if node_master.setdefault(person.id, person.master_id) != person.master_id:
             raise _StalePlan  # moved to another master between our reads: plan again
         groups.add(person.id, person.connection_id, person.master_id)
-    known: dict[tuple[int, int], str] = {}
-    for chunk in _chunks(sorted(batch_ids), CHUNK // 2):  # the chunk is bound twice
-        rows = MatchReview.objects.filter(Q(patient_id__in=chunk) | Q(candidate_id__in=chunk))
-        for a, b, status in rows.values_list("patient_id", "candidate_id", "status"):
-            known[_pair(a, b)] = status
-    kept_apart = MatchReview.objects.filter(tenant=tenant, status=MatchStatus.KEPT_APART)
-    for a, b in kept_apart.values_list("patient_id", "candidate_id"):
-        groups.keep_apart(a, b)
+    known = _known_pairs(sorted(batch_ids))
+    with db_connection.cursor() as cursor:
+        sql = f"SELECT patient_id, candidate_id FROM {_quoted(MatchReview._meta.db_table)} WHERE tenant_id = %s AND status = %s"  # noqa: S608
+        cursor.execute(sql, [tenant.pk, MatchStatus.KEPT_APART.value])
+        for a, b in cursor.fetchall():
+            groups.keep_apart(a, b)
 
     def open_pair(a: _Person, b: _Person) -> bool:
         return _pair(a.id, b.id) not in known and groups.find(a.id) != groups.find(b.id)
@@ -476,9 +597,8 @@ def _plan(tenant: Tenant, patient_ids: Sequence[int], link_at: Decimal, review_a
         if person.birth_date is None:
             continue
         scored: list[tuple[MatchScore, _Person]] = []
-        swapped = _swapped(person.birth_date)
-        for candidate in itertools.chain(by_date[person.birth_date], by_date[swapped] if swapped else ()):
-            if candidate.id == person.id or not open_pair(person, candidate):
+        for candidate in scorable[person.id]:
+            if not open_pair(person, candidate):
                 continue
             score = _score(person, candidate, own, identifiers.get(candidate.id, {}))
             if score.value >= review_at:
@@ -495,7 +615,7 @@ def _plan(tenant: Tenant, patient_ids: Sequence[int], link_at: Decimal, review_a
                 queue(person, candidate, score)
 
     # 3. what each group of the batch needs: one surviving master (the largest, else a new one)
-    winners: dict[int, MasterPatient | int] = {}
+    winners: dict[int, _NewMaster | int] = {}
     for root in sorted({groups.find(person.id) for person in batch}):
         masters = groups.masters[root]
         masterless = sorted(pk for pk in groups.members[root] if node_master.get(pk) is None)
@@ -503,12 +623,12 @@ def _plan(tenant: Tenant, patient_ids: Sequence[int], link_at: Decimal, review_a
             if masters:
                 winners[root] = next(iter(masters))
             continue
-        winner: MasterPatient | int
+        winner: _NewMaster | int
         if masters:
             winner = max(masters, key=lambda pk: (len(plan.members[pk]), -pk))
             plan.moves.update(dict.fromkeys(masters - {winner}, winner))
         else:
-            winner = MasterPatient(tenant=tenant)
+            winner = _NewMaster()
             plan.new_masters.append(winner)
         winners[root] = winner
         plan.assign.update(dict.fromkeys(masterless, winner))
@@ -521,61 +641,144 @@ def _plan(tenant: Tenant, patient_ids: Sequence[int], link_at: Decimal, review_a
 # --- applying --------------------------------------------------------------------------------------
 
 
-def _master_pk(master: MasterPatient | int) -> int:
+def _master_pk(master: _NewMaster | int) -> int:
     return master if isinstance(master, int) else master.pk
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)  # SQLite stores a uuid as 32 hex digits
+
+
+def _for_update() -> str:
+    """Row locks where the database has them (SQLite locks the whole database at the first write)."""
+    return " FOR UPDATE" if db_connection.features.has_select_for_update else ""
+
+
+def _lock_and_check(tenant: Tenant, plan: _Plan) -> dict[int, UUID]:
+    """Lock every existing master the plan touches, then the patients it assigns, and check that
+    nobody changed them since the plan read them (while we hold the locks, nobody can): the masters
+    keep their members and the patients still have no master. Returns the masters' public ids."""
+    masters, patients = _quoted(MasterPatient._meta.db_table), _quoted(Patient._meta.db_table)
+    master_ids = sorted(plan.members)
+    sql = f"SELECT id, public_id FROM {masters} WHERE tenant_id = %s AND {{match}} ORDER BY id{_for_update()}"  # noqa: S608
+    public_ids = {pk: _uuid(public_id) for pk, public_id in _select(sql, [tenant.pk], "id", master_ids)}
+    if len(public_ids) != len(master_ids):
+        raise _StalePlan
+    current: dict[int, set[int]] = defaultdict(set)
+    for pk, master_id in _select(f"SELECT id, master_id FROM {patients} WHERE {{match}}", [], "master_id", master_ids):  # noqa: S608
+        current[master_id].add(pk)
+    if any(current[pk] != members for pk, members in plan.members.items()):
+        raise _StalePlan
+    assigned = sorted(plan.assign)
+    sql = f"SELECT master_id FROM {patients} WHERE {{match}} ORDER BY id{_for_update()}"  # noqa: S608
+    rows = list(_select(sql, [], "id", assigned))
+    if len(rows) != len(assigned) or any(master_id is not None for (master_id,) in rows):
+        raise _StalePlan
+    return public_ids
+
+
+def _create_masters(tenant: Tenant, masters: list[_NewMaster], now: datetime) -> None:
+    """Insert the new masters in one statement and learn their ids (RETURNING: both databases)."""
+    if not masters:
+        return
+    public_ids = uuid7s(len(masters))
+    sql = f"INSERT INTO {_quoted(MasterPatient._meta.db_table)} (tenant_id, public_id, created_at) "  # noqa: S608
+    with db_connection.cursor() as cursor:
+        if db_connection.vendor == "postgresql":
+            sql += "SELECT %s, u, %s FROM unnest(%s::uuid[]) AS u RETURNING id, public_id"
+            cursor.execute(sql, [tenant.pk, now, public_ids])
+        else:  # one JSON array parameter, not 3 per row against SQLite's parameter cap ("WHERE true": SQLite's parser wants it)
+            sql += "SELECT %s, value, %s FROM json_each(%s) WHERE true RETURNING id, public_id"
+            cursor.execute(sql, [tenant.pk, db_connection.ops.adapt_datetimefield_value(now), json.dumps([u.hex for u in public_ids])])
+        pks = {_uuid(public_id): pk for pk, public_id in cursor.fetchall()}
+    for master, public_id in zip(masters, public_ids, strict=True):
+        master.pk, master.public_id = pks[public_id], public_id
+
+
+def _assign_masters(rows: list[tuple[int, int]]) -> None:
+    """Set master_id of each (master id, patient id). PostgreSQL: `canonical.bulk.update_rows` with
+    the ids also as `= ANY`, so that the planner finds the patients by pkey rather than hashing the
+    whole table (a seq scan, most of the update's time in a tenant of 100,000)."""
+    if not rows or db_connection.vendor != "postgresql":
+        update_rows(Patient, ["master_id"], rows)
+        return
+    patients = _quoted(Patient._meta.db_table)
+    masters, ids = (list(values) for values in zip(*rows, strict=True))
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {patients} SET master_id = u.master FROM unnest(%s::bigint[], %s::bigint[]) AS u(master, id) "  # noqa: S608
+            f"WHERE {patients}.id = ANY(%s) AND {patients}.id = u.id",
+            [masters, ids, ids],
+        )
+
+
+def _merge_masters(moves: dict[int, int]) -> None:
+    """Move the patients of each absorbed master to its survivor, then delete the absorbed masters."""
+    if not moves:
+        return
+    patients = _quoted(Patient._meta.db_table)
+    with db_connection.cursor() as cursor:
+        if db_connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {patients} SET master_id = u.survivor FROM unnest(%s::bigint[], %s::bigint[]) AS u(absorbed, survivor) "  # noqa: S608
+                f"WHERE {patients}.master_id = u.absorbed",
+                [list(moves), list(moves.values())],
+            )
+        else:
+            cursor.executemany(f"UPDATE {patients} SET master_id = %s WHERE master_id = %s", [(b, a) for a, b in moves.items()])  # noqa: S608
+        for condition, params in in_values("id", sorted(moves)):
+            cursor.execute(f"DELETE FROM {_quoted(MasterPatient._meta.db_table)} WHERE {condition}", params)  # noqa: S608
+
+
+def _queue_reviews(tenant: Tenant, reviews: dict[tuple[int, int], MatchScore], now: datetime) -> list[tuple[int, int, int]]:
+    """Create the pending reviews; returns (review pk, patient, candidate) of those this run wrote:
+    one row per pair, whoever writes it first (a concurrent run may queue it too)."""
+    if not reviews:
+        return []
+    MatchReview.objects.bulk_create(
+        [MatchReview(tenant=tenant, patient_id=a, candidate_id=b, score=score.value, reasons=score.reasons, created_at=now)
+         for (a, b), score in reviews.items()],
+        batch_size=CHUNK, ignore_conflicts=True,
+    )
+    created: list[tuple[int, int, int]] = []
+    for chunk in _chunks(sorted({a for a, _ in reviews})):
+        rows = MatchReview.objects.filter(tenant=tenant, patient_id__in=chunk, created_at=now, status=MatchStatus.PENDING).order_by("pk")
+        created.extend((pk, a, b) for pk, a, b in rows.values_list("pk", "patient_id", "candidate_id") if (a, b) in reviews)
+    return created
+
+
+_AUDIT_FIELDS = ("occurred_at", "tenant", "actor_user", "actor_partner_app", "actor_label", "action", "object_type", "object_id", "request_id", "ip", "detail")
+
+
+def _record_audits(tenant: Tenant, events: list[tuple[str, str, Any, dict[str, Any]]], now: datetime) -> None:
+    """The rows `tenants.audit.record_audits` writes for system events, by COPY on PostgreSQL:
+    Django's bulk_create of a thousand events cost more than all the matching."""
+    ops = db_connection.ops
+    request_id = get_request_id()
+    head = (ops.adapt_datetimefield_value(now), tenant.pk, None, None, actor_label_for())
+    request = "" if request_id == "-" else request_id
+    rows = [
+        (*head, action, object_type, str(object_id or ""), request, None, ops.adapt_json_value(detail or {}, None))
+        for action, object_type, object_id, detail in events
+    ]
+    insert_rows(AuditEvent._meta.db_table, [AuditEvent._meta.get_field(name).column for name in _AUDIT_FIELDS], rows)
 
 
 def _apply(tenant: Tenant, plan: _Plan) -> IdentityReport:
     now = timezone.now()
-    # Lock every existing master the plan touches, then check that nobody moved a patient on or
-    # off them since the plan read them: while we hold these locks, nobody can.
-    public_ids: dict[int, UUID] = {}
-    for chunk in _chunks(sorted(plan.members)):
-        locked = MasterPatient.objects.select_for_update().filter(tenant=tenant, pk__in=chunk).order_by("pk")
-        public_ids.update(locked.values_list("pk", "public_id"))
-    if len(public_ids) != len(plan.members):
-        raise _StalePlan
-    current: dict[int, set[int]] = defaultdict(set)
-    for chunk in _chunks(sorted(plan.members)):
-        for pk, master_id in Patient.objects.filter(master_id__in=chunk).values_list("pk", "master_id"):
-            current[master_id].add(pk)
-    if any(current[pk] != members for pk, members in plan.members.items()):
-        raise _StalePlan
-    # The patients the plan gives a master must still have none (and stay so until commit).
-    for chunk in _chunks(sorted(plan.assign)):
-        rows = Patient.objects.select_for_update().filter(pk__in=chunk).order_by("pk").values_list("master_id", flat=True)
-        masters = list(rows)
-        if len(masters) != len(chunk) or any(master_id is not None for master_id in masters):
-            raise _StalePlan
-
-    MasterPatient.objects.bulk_create(plan.new_masters, batch_size=CHUNK)
-    for master in plan.new_masters:
-        public_ids[master.pk] = master.public_id
-    for chunk in _chunks(sorted(plan.assign), CHUNK // 3):  # pk twice (WHEN and IN) and the master once
-        whens = [When(pk=pk, then=Value(_master_pk(plan.assign[pk]))) for pk in chunk]
-        Patient.objects.filter(pk__in=chunk).update(master_id=Case(*whens, output_field=models.BigIntegerField()))
-    for chunk in _chunks(sorted(plan.moves), CHUNK // 3):
-        whens = [When(master_id=pk, then=Value(_master_pk(plan.moves[pk]))) for pk in chunk]
-        Patient.objects.filter(master_id__in=chunk).update(master_id=Case(*whens, output_field=models.BigIntegerField()))
-    for chunk in _chunks(sorted(plan.moves)):
-        MasterPatient.objects.filter(pk__in=chunk).delete()
-
-    # Reviews: one row per pair, whoever writes it first (a concurrent run may queue it too).
-    MatchReview.objects.bulk_create(
-        [MatchReview(tenant=tenant, patient_id=a, candidate_id=b, score=score.value, reasons=score.reasons, created_at=now)
-         for (a, b), score in plan.reviews.items()],
-        batch_size=CHUNK, ignore_conflicts=True,
-    )
-    created: list[tuple[int, int, int]] = []
-    for chunk in _chunks(sorted({a for a, _ in plan.reviews})):
-        rows = MatchReview.objects.filter(tenant=tenant, patient_id__in=chunk, created_at=now, status=MatchStatus.PENDING).order_by("pk")
-        created.extend((pk, a, b) for pk, a, b in rows.values_list("pk", "patient_id", "candidate_id") if (a, b) in plan.reviews)
+    public_ids = _lock_and_check(tenant, plan)
+    _create_masters(tenant, plan.new_masters, now)
+    public_ids.update((master.pk, master.public_id) for master in plan.new_masters)
+    _assign_masters([(_master_pk(master), pk) for pk, master in sorted(plan.assign.items())])
+    _merge_masters(dict(sorted(plan.moves.items())))
+    created = _queue_reviews(tenant, plan.reviews, now)
 
     # Audit every decision: ids, scores and name-free reasons only.
     people = plan.people
-    events = []
+    master_type, review_type = object_type_of(MasterPatient), object_type_of(MatchReview)
+    events: list[tuple[str, str, Any, dict[str, Any]]] = []
     for item, master in zip(plan.links, plan.link_master, strict=True):
-        events.append(("update", MasterPatient, public_ids[_master_pk(master)], {
+        events.append(("update", master_type, public_ids[_master_pk(master)], {
             "patients": [str(item.a.public_id), str(item.b.public_id)], "method": item.method,
             "score": None if item.score is None else str(item.score),
         }))
@@ -583,18 +786,18 @@ def _apply(tenant: Tenant, plan: _Plan) -> IdentityReport:
     for pk, target in plan.assign.items():
         assigned[_master_pk(target)].append(str(people[pk].public_id))
     for master in plan.new_masters:
-        events.append(("create", MasterPatient, master.public_id, {"patients": sorted(assigned[master.pk])}))
+        events.append(("create", master_type, master.public_id, {"patients": sorted(assigned[master.pk])}))
     for absorbed, survivor in sorted(plan.moves.items()):
-        events.append(("delete", MasterPatient, public_ids[absorbed], {
-            "merged_into": str(public_ids[_master_pk(survivor)]), "patients_moved": len(plan.members[absorbed]),
+        events.append(("delete", master_type, public_ids[absorbed], {
+            "merged_into": str(public_ids[survivor]), "patients_moved": len(plan.members[absorbed]),
         }))
     for pk, a, b in created:
         score = plan.reviews[(a, b)]
-        events.append(("create", MatchReview, pk, {
+        events.append(("create", review_type, pk, {
             "patients": [str(people[a].public_id), str(people[b].public_id)], "score": str(score.value),
             "reasons": score.audit_reasons,
         }))
-    record_audits([(action, object_type_of(model), object_id, detail) for action, model, object_id, detail in events], tenant=tenant)
+    _record_audits(tenant, events, now)
     return IdentityReport(linked=len(plan.links), queued=len(created), new_masters=len(plan.new_masters))
 
 
@@ -690,19 +893,29 @@ def decide_review(review: MatchReview, *, link: bool, user: AbstractBaseUser | N
     review.status, review.decided_by, review.decided_at = locked.status, locked.decided_by, locked.decided_at
 
 
-def link_unlinked_patients(connection, batch: int = 2000) -> IdentityReport:
+def link_unlinked_patients(connection, batch: int = 2000, *, changed_since: datetime | None = None) -> IdentityReport:
     """Link the connection's live patients that have no master yet (a crash between a page's
-    commit and its identity pass leaves some). Bounded: at most 50 batches per call."""
+    commit and its identity pass leaves some). Bounded: at most 50 batches per call.
+
+    With `changed_since` (a sync run's start), also re-match the live patients updated since then:
+    a sync job calls this once after its run instead of linking page by page. The ids are read
+    once up front, so the call is bounded by them."""
+    live = Patient.objects.filter(source_connection=connection, deleted_at__isnull=True)
     total = IdentityReport()
-    for _ in range(50):
-        ids = list(
-            Patient.objects.filter(source_connection=connection, master__isnull=True, deleted_at__isnull=True)
-            .order_by("pk").values_list("pk", flat=True)[:batch]
-        )
-        if not ids:
-            break
-        report = link_patients(connection.tenant, ids)
-        total.linked += report.linked
-        total.queued += report.queued
-        total.new_masters += report.new_masters
+    if changed_since is None:
+        for _ in range(50):
+            ids = list(live.filter(master__isnull=True).order_by("pk").values_list("pk", flat=True)[:batch])
+            if not ids:
+                break
+            _add_report(total, link_patients(connection.tenant, ids))
+        return total
+    ids = list(live.filter(Q(master__isnull=True) | Q(updated_at__gte=changed_since)).order_by("pk").values_list("pk", flat=True))
+    for chunk in _chunks(ids, batch):
+        _add_report(total, link_patients(connection.tenant, chunk))
     return total
+
+
+def _add_report(total: IdentityReport, report: IdentityReport) -> None:
+    total.linked += report.linked
+    total.queued += report.queued
+    total.new_masters += report.new_masters

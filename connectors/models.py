@@ -105,16 +105,15 @@ class SyncRun(models.Model):
 
 
 class SyncSeen(models.Model):
-    """External ids a full_diff run has seen so far; what was not seen is deleted at the end."""
+    """The external ids one page of a full_diff run saw, written in that page's transaction (one
+    row per page, not per id: a no-change poll of 100,000 records writes 100 rows). What no page
+    of the run saw is deleted at its end."""
 
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+")
-    external_id = models.CharField(max_length=200)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "external_id"], name="syncseen_unique")]
+    external_ids = models.JSONField(default=list)
 
     def __str__(self) -> str:
-        return self.external_id
+        return f"{len(self.external_ids)} ids seen by run {self.run_id}"
 
 
 class FailedJob(models.Model):

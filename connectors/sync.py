@@ -13,15 +13,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection as db_connection
+import orjson
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 
+from canonical.bulk import StatisticsKeeper
+from canonical.choices import SourceStatus
 from canonical.codes import CodeMapper
-from canonical.identity import link_patients, link_unlinked_patients
+from canonical.identity import IdentityReport, link_unlinked_patients
 from canonical.kinds import get_kind
-from canonical.sources import Payload, mark_failed, mark_normalized, store_payloads
+from canonical.models import ChangeEvent, SourceRecord
+from canonical.sources import Payload, store_payloads
 from canonical.upsert import delete_records, upsert_records
 from connectors.base import Connector, ResourceSpec
 from connectors.choices import RunStatus, SyncMode, Trigger
@@ -83,6 +86,7 @@ def run_sync(run_id: int) -> SyncRun | None:
     SyncRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=run.started_at or timezone.now(), error="")
     cursor, _ = SyncCursor.objects.get_or_create(connection=connection, resource=spec.name)
     state = dict(cursor.state)
+    statistics = StatisticsKeeper(tables_of(spec.kind))
     try:
         for _ in range(connector.options.max_pages):
             page = connector.fetch_page(spec, state)
@@ -95,8 +99,7 @@ def run_sync(run_id: int) -> SyncRun | None:
                     updated=F("updated") + outcome.updated, unchanged=F("unchanged") + outcome.unchanged,
                     deleted=F("deleted") + outcome.deleted, failed=F("failed") + outcome.failed,
                 )
-            if outcome.patient_ids:
-                link_patients(connection.tenant, outcome.patient_ids)  # after the page committed
+            statistics.grew(outcome.created)
             if page.done:
                 break
         else:
@@ -116,8 +119,6 @@ def run_sync(run_id: int) -> SyncRun | None:
         else:
             SyncRun.objects.filter(pk=run.pk).update(error=scrub(str(exc)))
         raise
-    if spec.kind == "patient":
-        link_unlinked_patients(connection)  # patients a crash left between their page and their link
     run.refresh_from_db()
     _finish(run, RunStatus.PARTIAL if run.failed else RunStatus.SUCCEEDED, "")
     Connection.objects.filter(pk=connection.pk).update(status=ConnectionStatus.OK, status_detail="", last_synced_at=timezone.now())
@@ -125,46 +126,77 @@ def run_sync(run_id: int) -> SyncRun | None:
     return run
 
 
+def tables_of(kind: str) -> list[str]:
+    """The tables a sync of `kind` grows: the kind's, its children's, kept payloads, change events."""
+    spec = get_kind(kind)
+    return [spec.table, *(child.model._meta.db_table for child in spec.children), SourceRecord._meta.db_table, ChangeEvent._meta.db_table]
+
+
+def matches_patients(run: SyncRun) -> bool:
+    """Whether the run synced patients, so identity matching should follow it (`link_run_patients`)."""
+    return connector_for(run.connection).resource(run.resource).kind == "patient"
+
+
+def link_run_patients(run_id: int) -> IdentityReport | None:
+    """Identity matching after a patient sync run: every patient of the connection that has no
+    master patient yet, or that changed since the run started. A job of its own, not part of the
+    pages: matching reads across the tenant's patients and may wait on a concurrent run's locks,
+    and records should land at the vendor's pace whatever it does. Patients a crash left without a
+    master are picked up by the next run's pass."""
+    run = SyncRun.objects.select_related("connection__tenant").filter(pk=run_id).first()
+    if run is None or run.started_at is None:
+        return None
+    return link_unlinked_patients(run.connection, changed_since=run.started_at)
+
+
 def apply_page(connector: Connector, spec: ResourceSpec, run: SyncRun | None, raws: list[Any], *, deleted_ids: list[str] = ()) -> PageOutcome:
-    """Keep, normalize and upsert one page (the caller holds the transaction)."""
+    """Normalize, upsert and keep one page (the caller holds the transaction).
+
+    Every raw payload is kept, with what became of it: normalized, or failed with the error and
+    its path. The page normalizes first so that each payload is written once, with its final
+    status; the caller's transaction makes the page land whole or not at all.
+    """
     connection, tenant = connector.connection, connector.tenant
     outcome = PageOutcome(fetched=len(raws))
-    payloads, ids = [], []
-    for index, raw in enumerate(raws):
+    ids: list[str] = []
+    bodies: list[str] = []
+    for raw in raws:
         try:
-            external_id = connector.external_id(spec, raw)
+            ids.append(connector.external_id(spec, raw))
         except InvalidPayload:
-            external_id = ""
-        ids.append(external_id)
-        body = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str) if not isinstance(raw, str) else raw
-        payloads.append(Payload(spec.name, external_id or f"#unidentified-{index}", body))
-    source_ids = store_payloads(payloads, tenant=tenant, connection=connection)
+            ids.append("")
+        bodies.append(raw if isinstance(raw, str) else _dumps(raw))
 
     mapper = CodeMapper(tenant)
     normalized: list[dict] = []
-    source_of: dict[str, int] = {}
-    failures: list[tuple[int, str, str]] = []
-    for raw, external_id, source_id in zip(raws, ids, source_ids, strict=True):
+    index_of: dict[str, int] = {}
+    errors: dict[int, tuple[str, str]] = {}  # page index -> (message, path)
+    for index, (raw, external_id) in enumerate(zip(raws, ids, strict=True)):
         try:
             if not external_id:
                 raise InvalidPayload("the record has no id", path="id")
             record = connector.normalize(spec, raw, mapper)
         except InvalidPayload as exc:
-            failures.append((source_id, str(exc), exc.path))
+            errors[index] = (str(exc), exc.path)
             continue
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a payload shaped unlike the vendor's contract
-            failures.append((source_id, f"unexpected payload shape: {type(exc).__name__}: {exc}", ""))
+            errors[index] = (f"unexpected payload shape: {type(exc).__name__}: {exc}", "")
             continue
         normalized.append(record)
-        source_of[record["external_id"]] = source_id
+        index_of[record["external_id"]] = index
     result = upsert_records(spec.kind, normalized, tenant=tenant, connection=connection)
     for rejected in result.rejected:
-        failures.append((source_of.get(rejected.external_id), f"{rejected.path}: {rejected.reason}", rejected.path))
-    failed_sources = {f[0] for f in failures}
-    mark_normalized([s for s in source_ids if s not in failed_sources])
-    for source_id, message, path in failures:
-        mark_failed([source_id], error=message, path=path)
-        _triage_record(run, connector, spec, source_id, message)
+        if (index := index_of.get(rejected.external_id)) is not None:
+            errors[index] = (f"{rejected.path}: {rejected.reason}", rejected.path)
+
+    payloads = [
+        Payload(spec.name, external_id or f"#unidentified-{index}", body, status=SourceStatus.FAILED, error=errors[index][0], error_path=errors[index][1])
+        if index in errors else Payload(spec.name, external_id, body, status=SourceStatus.NORMALIZED)
+        for index, (external_id, body) in enumerate(zip(ids, bodies, strict=True))
+    ]
+    source_ids = store_payloads(payloads, tenant=tenant, connection=connection)
+    for index, (message, _) in errors.items():
+        _triage_record(run, connector, spec, source_ids[index], message)
     mapper.flush()
     if deleted_ids:
         outcome.deleted += delete_records(spec.kind, deleted_ids, tenant=tenant, connection=connection).deleted
@@ -173,8 +205,13 @@ def apply_page(connector: Connector, spec: ResourceSpec, run: SyncRun | None, ra
     outcome.created, outcome.updated, outcome.unchanged = result.created, result.updated, result.unchanged
     if spec.kind == "patient":
         outcome.patient_ids = result.changed_ids
-    outcome.failed = len(failures)
+    outcome.failed = len(errors)
     return outcome
+
+
+def _dumps(raw: Any) -> str:
+    """The payload as kept: canonical JSON, so an unchanged record hashes the same on every poll."""
+    return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
 def _triage_record(run: SyncRun | None, connector: Connector, spec: ResourceSpec, source_id: int | None, message: str) -> None:
@@ -189,24 +226,16 @@ def _triage_record(run: SyncRun | None, connector: Connector, spec: ResourceSpec
 
 
 def _remember_seen(run: SyncRun, external_ids: list[str]) -> None:
-    qn = db_connection.ops.quote_name
-    table = qn(SyncSeen._meta.db_table)
-    with db_connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} (run_id, external_id) VALUES (%s, %s) ON CONFLICT (run_id, external_id) DO NOTHING",  # noqa: S608
-            [(run.pk, external_id) for external_id in external_ids],
-        )
+    SyncSeen.objects.create(run=run, external_ids=external_ids)
 
 
 def _vanished(run: SyncRun, spec: ResourceSpec) -> list[str]:
-    """Live records of this connection and kind that the run did not see."""
-    model = get_kind(spec.kind).model
-    seen = SyncSeen.objects.filter(run=run, external_id=OuterRef("external_id"))
-    return list(
-        model.objects.filter(tenant=run.tenant, source_connection=run.connection, deleted_at__isnull=True)
-        .exclude(Exists(seen))
-        .values_list("external_id", flat=True)
-    )
+    """Live records of this connection and kind that no page of the run saw."""
+    seen: set[str] = set()
+    for ids in SyncSeen.objects.filter(run=run).values_list("external_ids", flat=True).iterator():
+        seen.update(ids)
+    live = get_kind(spec.kind).model.objects.filter(tenant=run.tenant, source_connection=run.connection, deleted_at__isnull=True)
+    return [external_id for external_id in live.values_list("external_id", flat=True).iterator(chunk_size=10_000) if external_id not in seen]
 
 
 def _refusal(exc: EntitlementMissing) -> EntitlementRefused:
@@ -235,8 +264,6 @@ def pull_record(connection: Connection, resource: str, external_id: str) -> Page
 
 def replay_source_record(source_record_id: int) -> PageOutcome | None:
     """Normalize a kept payload again (after a fix to the mapping or the code mappings)."""
-    from canonical.models import SourceRecord
-
     source = SourceRecord.objects.select_related("connection__tenant").filter(pk=source_record_id).first()
     if source is None:
         logger.warning("source record %s is gone", source_record_id)

@@ -11,6 +11,7 @@ import logging
 import dramatiq
 from django.db import OperationalError, transaction
 
+from canonical.identity import IdentityBusy
 from connectors import sync
 from connectors.errors import FinalError, RetryableError
 from connectors.models import SyncRun
@@ -28,7 +29,19 @@ _OPTIONS = {"retry_when": _retry_when, "throws": (FinalError,), "min_backoff": 2
 
 @dramatiq.actor(queue_name="sync", time_limit=6 * 60 * 60 * 1000, **_OPTIONS)
 def sync_resource(*, run_id: int) -> None:
-    sync.run_sync(run_id)
+    run = sync.run_sync(run_id)
+    if run is not None and sync.matches_patients(run):
+        link_run_patients.send(run_id=run.pk)
+
+
+def _retry_identity(retries: int, exception: BaseException) -> bool:
+    return retries < 6 and isinstance(exception, IdentityBusy | OperationalError)
+
+
+@dramatiq.actor(queue_name="identity", time_limit=60 * 60 * 1000, retry_when=_retry_identity, min_backoff=2_000, max_backoff=120_000)
+def link_run_patients(*, run_id: int) -> None:
+    """Identity matching for the patients a sync run created or changed (after the run)."""
+    sync.link_run_patients(run_id)
 
 
 @dramatiq.actor(queue_name="sync", max_retries=3, throws=(FinalError,))

@@ -150,6 +150,7 @@ _DRAMATIQ_MIDDLEWARE = [
     "connectors.middleware.FailedJobMiddleware",
     "dramatiq.middleware.Retries",
     "django_dramatiq.middleware.DbConnectionsMiddleware",
+    "connectors.middleware.FreezeHeapAfterBoot",
 ]
 if not DRAMATIQ_BROKER_URL:
     DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.stub.StubBroker", "OPTIONS": {}, "MIDDLEWARE": _DRAMATIQ_MIDDLEWARE}

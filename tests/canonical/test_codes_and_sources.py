@@ -42,3 +42,30 @@ def test_payloads_are_kept_once_each(tenant_a):
     mark_failed(changed, error="birthDate: not a date", path="birthDate")
     failed = SourceRecord.objects.get(pk=changed[0])
     assert (failed.status, failed.error_path) == ("failed", "birthDate")
+
+
+@pytest.mark.django_db
+def test_a_payload_a_concurrent_writer_kept_first_is_not_stored_twice(tenant_a, monkeypatch):
+    from canonical import sources
+
+    connection = ConnectionFactory(tenant=tenant_a)
+    p1, p2 = Payload("patients", "p1", '{"id": "p1"}'), Payload("patients", "p2", '{"id": "p2"}')
+    (kept,) = store_payloads([p1], tenant=tenant_a, connection=connection)
+    # p1 lands between this writer's look and its write: the look finds nothing, the write must skip it
+    monkeypatch.setattr(sources, "_lookup", lambda *args: {})
+    stored = store_payloads([p1, p2], tenant=tenant_a, connection=connection)
+    assert stored[0] == kept and stored[1] != kept and stored.created == 1
+    assert sorted(SourceRecord.objects.values_list("external_id", flat=True)) == ["p1", "p2"]
+
+
+@pytest.mark.django_db
+def test_a_payload_stored_with_its_outcome_and_restated_when_it_changes(tenant_a):
+    connection = ConnectionFactory(tenant=tenant_a)
+    body = '{"id": "p1", "birthDate": "soon"}'
+    (failed,) = store_payloads([Payload("patients", "p1", body, status="failed", error="birthDate: not a date", error_path="birthDate")],
+                               tenant=tenant_a, connection=connection)
+    assert SourceRecord.objects.filter(pk=failed, status="failed", error_path="birthDate").exists()
+    # the same payload normalizes after a mapping fix (a replay): the kept row says so, no new row
+    (again,) = store_payloads([Payload("patients", "p1", body, status="normalized")], tenant=tenant_a, connection=connection)
+    assert again == failed
+    assert SourceRecord.objects.values_list("status", "error", "error_path").get() == ("normalized", "", "")

@@ -14,8 +14,16 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection as db_connection
+from django.utils import timezone
 
-from canonical.identity import IdentityReport, decide_review, link_patients, patients_of_master, score_patients
+from canonical.identity import (
+    IdentityReport,
+    decide_review,
+    link_patients,
+    link_unlinked_patients,
+    patients_of_master,
+    score_patients,
+)
 from canonical.models import MasterPatient, MatchReview, Patient
 from canonical.names import are_nicknames, first_given_name, jaro_winkler, normalize_name
 from canonical.upsert import delete_records, upsert_records
@@ -282,6 +290,31 @@ def test_a_link_through_a_third_source_merges_masters(tenant_a, conn1, conn2, co
     assert len(masters) == 1 and gone.pk not in masters
     assert not MasterPatient.objects.filter(pk=gone.pk).exists()
     assert AuditEvent.objects.get(action="delete").detail == {"merged_into": str(get(conn1, "p1").master.public_id), "patients_moved": 1}
+
+
+def test_link_unlinked_patients_since_a_run_rematches_what_it_changed(tenant_a, conn1, conn2):
+    sync(tenant_a, conn1, patient("p1"))
+    sync(tenant_a, conn2, patient("q1", family="Nguyen", given=("Bao",), sex="male", birth=date(1961, 7, 4)))
+    sync(tenant_a, conn2, patient("q2", family="Smith", given=("Robert",), sex="male", birth=date(1950, 1, 1)))
+    # q2's twin in conn1 arrives unlinked: only re-matching q2 would link them
+    upsert_records("patient", [patient("p2", family="Smith", given=("Robert",), sex="male", birth=date(1950, 1, 1))], tenant=tenant_a, connection=conn1)
+    upsert_records("patient", [patient("q3", family="Okafor", given=("Ngozi",), birth=date(1977, 5, 30))], tenant=tenant_a, connection=conn2)
+    q1_master, q2_master = get(conn2, "q1").master_id, get(conn2, "q2").master_id
+
+    started_at = timezone.now()
+    # the run corrects q1, which now is p1; q2 is not updated
+    upsert_records("patient", [patient("q1")], tenant=tenant_a, connection=conn2)
+    report = link_unlinked_patients(conn2, changed_since=started_at)
+
+    assert report == IdentityReport(linked=1, queued=0, new_masters=1)  # q1 re-matched, q3 had no master
+    assert get(conn2, "q1").master_id == get(conn1, "p1").master_id
+    assert not MasterPatient.objects.filter(pk=q1_master).exists()
+    assert get(conn2, "q3").master_id is not None
+    assert get(conn2, "q2").master_id == q2_master and get(conn1, "p2").master_id is None
+    # nothing left: the same call again changes nothing, and without changed_since only masterless ones count
+    assert link_unlinked_patients(conn2, changed_since=timezone.now()) == IdentityReport(0, 0, 0)
+    assert link_unlinked_patients(conn1) == IdentityReport(linked=1, queued=0, new_masters=0)  # p2 finds q2
+    assert get(conn1, "p2").master_id == q2_master
 
 
 # --- decisions by a person -------------------------------------------------------------------------

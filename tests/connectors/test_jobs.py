@@ -35,7 +35,7 @@ def test_sync_connection_fans_out_one_run_per_pollable_resource(loopback_connect
     vendor.store.seed(120)
 
     sync_connection.send(connection_id=loopback_connection.pk)
-    drain("sync")
+    drain("sync", "identity")
 
     runs = list(SyncRun.objects.order_by("pk"))
     assert [(r.resource, r.mode, r.trigger, r.status, r.fetched, r.failed) for r in runs] == [
@@ -45,12 +45,15 @@ def test_sync_connection_fans_out_one_run_per_pollable_resource(loopback_connect
     assert sum(r.created for r in runs) == 120  # whichever ran first created them; the other found them unchanged
     assert sum(r.unchanged for r in runs) == 120
     assert all(r.started_at and r.finished_at for r in runs)
-    assert sent == [
+    assert sent[:3] == [
         ("sync_connection", {"connection_id": loopback_connection.pk}),
         ("sync_resource", {"run_id": runs[0].pk}),
         ("sync_resource", {"run_id": runs[1].pk}),
     ]
+    # each patient run is followed by identity matching, a job of its own
+    assert sorted(sent[3:], key=str) == [("link_run_patients", {"run_id": run.pk}) for run in runs]
     assert Patient.objects.filter(source_connection=loopback_connection, deleted_at__isnull=True).count() == 120
+    assert not Patient.objects.filter(source_connection=loopback_connection, master__isnull=True).exists()
     assert FailedJob.objects.count() == 0
     loopback_connection.refresh_from_db()
     assert loopback_connection.status == ConnectionStatus.OK

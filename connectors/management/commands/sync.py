@@ -1,7 +1,9 @@
 import time
 import uuid
 
+import dramatiq
 from django.core.management.base import BaseCommand, CommandError
+from dramatiq.errors import QueueJoinTimeout
 
 from connectors.choices import RunStatus
 from connectors.models import SyncRun
@@ -35,7 +37,7 @@ class Command(BaseCommand):
             connections = connections.filter(public_id=connection)
             if not connections.exists():
                 raise CommandError(f"Tenant '{tenant}' has no enabled connection {connection}.")
-        ensure_inprocess_worker()
+        inprocess = ensure_inprocess_worker()
         runs = []
         for conn in connections:
             try:
@@ -51,6 +53,8 @@ class Command(BaseCommand):
             if SyncRun.objects.filter(pk__in=ids).exclude(status__in=FINISHED).count() == 0:
                 break
             time.sleep(0.5)
+        if inprocess is not None:  # embedded: the identity job that follows a patient run runs in this process too
+            _drain(("sync", "identity"), deadline)
         failed = False
         for run in SyncRun.objects.filter(pk__in=ids).select_related("connection").order_by("pk"):
             seconds = run.duration.total_seconds() if run.duration else 0.0
@@ -62,3 +66,14 @@ class Command(BaseCommand):
             failed |= run.status not in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
         if failed:
             raise CommandError("Some runs did not succeed (see above; failed jobs are in the admin's triage).")
+
+
+def _drain(queues: tuple[str, ...], deadline: float) -> None:
+    """Wait (until the deadline) for the in-process worker's queues to empty and their messages to finish."""
+    broker = dramatiq.get_broker()
+    for queue in queues:
+        if queue in broker.queues:
+            try:
+                broker.join(queue, timeout=max(1, int((deadline - time.monotonic()) * 1000)), fail_fast=False)
+            except QueueJoinTimeout:
+                return
