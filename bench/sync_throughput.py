@@ -16,7 +16,8 @@ are cleared), with the loopback vendor serving N records in its own process
     ratio = engine time / sync time (goal >= 0.5: HTTP, raw payload storage, identity matching
     and job overhead at most double the time). It runs before (a), on the same tables, so the
     sync writes into the bigger indexes: the ratio errs low, never high;
-(c) a no-change re-sync in full_diff mode; speedup = first sync / re-sync (goal >= 5x);
+(c) a no-change re-sync in full_diff mode; speedup = first sync / re-sync, each run's own
+    duration from its start to its finish (goal >= 5x; from enqueue to finish printed too);
 (d) identity matching, the job that follows a patient sync run: from (a)'s end until every
     synced patient has a master patient (printed; no goal in the issue).
 
@@ -277,7 +278,10 @@ def run_bench(records: int, page_size: int, broker_url: str, profile: bool, keep
                 raise SystemExit(f"{sources} source records and {events} change events (engine, sync); wanted {records} and {records} each")
 
             ratio = engine_seconds / first_seconds
-            speedup = first_seconds / second_seconds
+            # The runs' own durations (SyncRun started -> finished, what the admin shows): enqueue ->
+            # finished adds the idle worker's poll of Redis (Dramatiq backs off up to 1 s), noise
+            # that weighs five times more on the short re-sync. Both are printed.
+            speedup = first_worker_seconds / second_worker_seconds
             pages_count = -(-records // page_size)
             print(f"\nPostgreSQL {db.pg_version}, Redis {broker_url}: {records:,} loopback records in {pages_count} pages of {page_size:,}, "
                   f"full_diff ({RESOURCE}), one worker process (2 threads)")
@@ -292,7 +296,8 @@ def run_bench(records: int, page_size: int, broker_url: str, profile: bool, keep
                 print(f"  {label:<46}{seconds:>9.2f}{records / seconds:>12,.0f}{'' if job is None else f'{job:>9.2f}'}")
             print(f"  first sync {records / first_seconds:,.0f} canonical records/s; engine alone / sync = {ratio:.2f} "
                   f"(goal >= {RATIO_GOAL}) {_verdict(ratio >= RATIO_GOAL)}")
-            print(f"  no-change re-sync {speedup:.1f}x faster than the first (goal >= {SPEEDUP_GOAL:.0f}x) {_verdict(speedup >= SPEEDUP_GOAL)}")
+            print(f"  no-change re-sync {speedup:.1f}x faster than the first, run start to finish (goal >= {SPEEDUP_GOAL:.0f}x) "
+                  f"{_verdict(speedup >= SPEEDUP_GOAL)}; {first_seconds / second_seconds:.1f}x from enqueue to finish")
             sys.stdout.flush()
 
             if profile:
