@@ -146,9 +146,9 @@ def _normalized_pages(records: int, page_size: int, tenant, connection) -> list[
 def _engine_alone(pages: Sequence[Sequence[dict]], tenant, connection) -> tuple[float, tuple[int, int, int, int]]:
     from django.db import transaction
 
-    from canonical.bulk import StatisticsKeeper
     from canonical.upsert import upsert_records
     from connectors.sync import tables_of
+    from hub.bulk import StatisticsKeeper
 
     totals = [0, 0, 0, 0]
     statistics = StatisticsKeeper(tables_of("patient"))  # as the sync keeps them, so both plan alike

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from django.db import connection as db_connection
 
-from canonical.bulk import insert_rows
 from canonical.models import ChangeCursor, ChangeEvent
+from hub.bulk import insert_rows
 from tenants.models import Tenant
 
 

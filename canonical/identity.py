@@ -43,14 +43,13 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from canonical.bulk import in_values, insert_rows, update_rows
 from canonical.choices import MatchStatus, Sex
 from canonical.ids import uuid7s
 from canonical.models import MasterPatient, MatchReview, Patient, PatientIdentifier
 from canonical.names import are_nicknames, first_given_name, jaro_winkler, normalize_name
-from hub.request_context import get_request_id
-from tenants.audit import actor_label_for, object_type_of, record_audit
-from tenants.models import AuditEvent, Tenant
+from hub.bulk import in_values, update_rows
+from tenants.audit import object_type_of, record_audit, record_audits
+from tenants.models import Tenant
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -695,23 +694,6 @@ def _create_masters(tenant: Tenant, masters: list[_NewMaster], now: datetime) ->
         master.pk, master.public_id = pks[public_id], public_id
 
 
-def _assign_masters(rows: list[tuple[int, int]]) -> None:
-    """Set master_id of each (master id, patient id). PostgreSQL: `canonical.bulk.update_rows` with
-    the ids also as `= ANY`, so that the planner finds the patients by pkey rather than hashing the
-    whole table (a seq scan, most of the update's time in a tenant of 100,000)."""
-    if not rows or db_connection.vendor != "postgresql":
-        update_rows(Patient, ["master_id"], rows)
-        return
-    patients = _quoted(Patient._meta.db_table)
-    masters, ids = (list(values) for values in zip(*rows, strict=True))
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {patients} SET master_id = u.master FROM unnest(%s::bigint[], %s::bigint[]) AS u(master, id) "  # noqa: S608
-            f"WHERE {patients}.id = ANY(%s) AND {patients}.id = u.id",
-            [masters, ids, ids],
-        )
-
-
 def _merge_masters(moves: dict[int, int]) -> None:
     """Move the patients of each absorbed master to its survivor, then delete the absorbed masters."""
     if not moves:
@@ -747,29 +729,12 @@ def _queue_reviews(tenant: Tenant, reviews: dict[tuple[int, int], MatchScore], n
     return created
 
 
-_AUDIT_FIELDS = ("occurred_at", "tenant", "actor_user", "actor_partner_app", "actor_label", "action", "object_type", "object_id", "request_id", "ip", "detail")
-
-
-def _record_audits(tenant: Tenant, events: list[tuple[str, str, Any, dict[str, Any]]], now: datetime) -> None:
-    """The rows `tenants.audit.record_audits` writes for system events, by COPY on PostgreSQL:
-    Django's bulk_create of a thousand events cost more than all the matching."""
-    ops = db_connection.ops
-    request_id = get_request_id()
-    head = (ops.adapt_datetimefield_value(now), tenant.pk, None, None, actor_label_for())
-    request = "" if request_id == "-" else request_id
-    rows = [
-        (*head, action, object_type, str(object_id or ""), request, None, ops.adapt_json_value(detail or {}, None))
-        for action, object_type, object_id, detail in events
-    ]
-    insert_rows(AuditEvent._meta.db_table, [AuditEvent._meta.get_field(name).column for name in _AUDIT_FIELDS], rows)
-
-
 def _apply(tenant: Tenant, plan: _Plan) -> IdentityReport:
     now = timezone.now()
     public_ids = _lock_and_check(tenant, plan)
     _create_masters(tenant, plan.new_masters, now)
     public_ids.update((master.pk, master.public_id) for master in plan.new_masters)
-    _assign_masters([(_master_pk(master), pk) for pk, master in sorted(plan.assign.items())])
+    update_rows(Patient, ["master_id"], [(_master_pk(master), pk) for pk, master in sorted(plan.assign.items())])
     _merge_masters(dict(sorted(plan.moves.items())))
     created = _queue_reviews(tenant, plan.reviews, now)
 
@@ -797,7 +762,7 @@ def _apply(tenant: Tenant, plan: _Plan) -> IdentityReport:
             "patients": [str(people[a].public_id), str(people[b].public_id)], "score": str(score.value),
             "reasons": score.audit_reasons,
         }))
-    _record_audits(tenant, events, now)
+    record_audits(events, tenant=tenant, now=now)
     return IdentityReport(linked=len(plan.links), queued=len(created), new_masters=len(plan.new_masters))
 
 

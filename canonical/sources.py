@@ -12,9 +12,9 @@ from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from canonical.bulk import in_values
 from canonical.choices import SourceStatus
 from canonical.models import SourceRecord
+from hub.bulk import in_values
 from tenants.models import Connection, Tenant
 
 _COLUMNS = (

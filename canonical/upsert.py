@@ -29,10 +29,10 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from canonical.bulk import in_values, insert_rows, update_rows
 from canonical.events import lock_cursor, write_events
 from canonical.ids import child_ids, uuid7s
 from canonical.kinds import ChildSpec, KindSpec, get_kind
+from hub.bulk import in_values, insert_rows, update_rows
 from tenants.models import Connection, Tenant
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,7 +18,6 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from canonical.bulk import StatisticsKeeper
 from canonical.choices import SourceStatus
 from canonical.codes import CodeMapper
 from canonical.identity import IdentityReport, link_unlinked_patients
@@ -32,6 +31,7 @@ from connectors.errors import AuthenticationFailed, EntitlementRefused, InvalidP
 from connectors.models import FailedJob, SyncCursor, SyncRun, SyncSeen
 from connectors.registry import connector_for
 from connectors.scrub import scrub, signature
+from hub.bulk import StatisticsKeeper
 from tenants.choices import ConnectionStatus
 from tenants.entitlements import EntitlementMissing, require_entitlement
 from tenants.models import Connection
@@ -47,7 +47,6 @@ class PageOutcome:
     unchanged: int = 0
     deleted: int = 0
     failed: int = 0
-    patient_ids: list[int] = field(default_factory=list)  # patients created or updated, for identity matching
 
 
 def create_runs(connection: Connection, *, resources: list[str] | None = None, trigger: str = Trigger.MANUAL) -> list[SyncRun]:
@@ -203,8 +202,6 @@ def apply_page(connector: Connector, spec: ResourceSpec, run: SyncRun | None, ra
     if run is not None and spec.mode == SyncMode.FULL_DIFF:
         _remember_seen(run, [i for i in ids if i])
     outcome.created, outcome.updated, outcome.unchanged = result.created, result.updated, result.unchanged
-    if spec.kind == "patient":
-        outcome.patient_ids = result.changed_ids
     outcome.failed = len(errors)
     return outcome
 

@@ -56,7 +56,9 @@ def update_rows(model, columns: Sequence[str], rows: Sequence[Sequence], *, also
     """UPDATE rows of `model` by id: each row is the new values of `columns`, then the row's id;
     `also` adds assignments that every row gets (`"version = version + 1"`).
 
-    PostgreSQL: one `UPDATE … FROM unnest(arrays)` per call; elsewhere executemany by id.
+    PostgreSQL: one `UPDATE … FROM unnest(arrays)` per call, the ids also given as `= ANY` so the
+    planner finds the rows by primary key instead of hashing the whole table; elsewhere
+    executemany by id.
     """
     if not rows:
         return
@@ -70,8 +72,9 @@ def update_rows(model, columns: Sequence[str], rows: Sequence[Sequence], *, also
             names = [f"c{i}" for i in range(len(columns))]
             cursor.execute(
                 f"UPDATE {table} SET {', '.join(f'{qn(c)} = u.{n}' for c, n in zip(columns, names, strict=True))}{extra} "  # noqa: S608
-                f"FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) AS u({', '.join(names)}, row_id) WHERE {table}.id = u.row_id",
-                [list(values) for values in zip(*rows, strict=True)],
+                f"FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) AS u({', '.join(names)}, row_id) "
+                f"WHERE {table}.id = ANY(%s) AND {table}.id = u.row_id",
+                [*(arrays := [list(values) for values in zip(*rows, strict=True)]), arrays[-1]],
             )
         else:
             cursor.executemany(f"UPDATE {table} SET {', '.join(f'{qn(c)} = %s' for c in columns)}{extra} WHERE id = %s", rows)  # noqa: S608
