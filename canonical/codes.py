@@ -36,6 +36,7 @@ class CodeMapper:
             for m in CodeMapping.objects.filter(tenant=tenant, active=True)
         }
         self.misses: Counter[tuple[str, str, str]] = Counter()
+        self._reverse = {(category, system, found.code): code for (category, system, code), found in self._mappings.items()}
 
     def map(self, category: str, source_system: str, code: str | None) -> MappedCode:
         if code is None or code == "":
@@ -49,6 +50,10 @@ class CodeMapper:
     def code(self, category: str, source_system: str, code: str | None) -> str:
         """The mapped code, or the code as it came when there is no mapping."""
         return self.map(category, source_system, code).code
+
+    def source_code(self, category: str, source_system: str, code: str) -> str:
+        """The vendor's code for a hub code (a mapping read backwards, for writes); as given when unmapped."""
+        return self._reverse.get((category, source_system, code), code)
 
     def flush(self, now: datetime | None = None) -> int:
         """Record this batch's misses in UnmappedCode (adding to the counts); returns distinct codes."""

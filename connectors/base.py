@@ -98,6 +98,14 @@ class Connector:
         raise KeyError(f"{cls.key} has no resource {name!r}; it has {', '.join(r.name for r in cls.resources)}")
 
     @classmethod
+    def resource_for_kind(cls, kind: str) -> ResourceSpec:
+        """The resource that reads `kind` (where a written record's answer is applied)."""
+        for spec in cls.resources:
+            if spec.kind == kind:
+                return spec
+        raise KeyError(f"{cls.key} reads no {kind!r}")
+
+    @classmethod
     def write_spec(cls, name: str) -> WriteSpec:
         for spec in cls.writes:
             if spec.name == name:
@@ -124,6 +132,9 @@ class Connector:
         raise NotImplementedError(f"{type(self).__name__}.normalize")
 
     # --- writing --------------------------------------------------------------------------------
+    def check_write(self, name: str, payload: dict[str, Any]) -> None:
+        """Refuse, before any vendor call, a write the vendor would refuse (raises WriteRefused). Default: none."""
+
     def write(self, name: str, payload: dict[str, Any], *, idempotency_key: str) -> WriteResult:
         raise NotImplementedError(f"{type(self).__name__}.write")
 

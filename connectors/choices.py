@@ -44,3 +44,10 @@ class Trigger(models.TextChoices):
     SCHEDULE = "schedule"
     PING = "ping"
     REPLAY = "replay"
+
+
+class WriteStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to be sent"
+    SUCCEEDED = "succeeded"
+    REFUSED = "refused", "Refused by a rule"
+    FAILED = "failed"

@@ -11,9 +11,10 @@ from __future__ import annotations
 class VendorError(Exception):
     retryable = False
 
-    def __init__(self, message: str, *, status: int | None = None, vendor_code: str = ""):
+    def __init__(self, message: str, *, status: int | None = None, vendor_code: str = "", body: object = None):
         self.status = status
         self.vendor_code = vendor_code
+        self.body = body  # the vendor's parsed error body (may hold PHI: never logged, never in the message)
         super().__init__(message)
 
 
@@ -49,3 +50,12 @@ class InvalidPayload(FinalError):
     def __init__(self, message: str, *, path: str = ""):
         self.path = path
         super().__init__(message)
+
+
+class WriteRefused(FinalError):
+    """A write refused by a rule, before the vendor (local check) or by the vendor; `rule` names it."""
+
+    def __init__(self, rule: str, message: str, *, details: dict | None = None, status: int | None = None):
+        self.rule = rule
+        self.details = details or {}
+        super().__init__(message, status=status, vendor_code=rule)

@@ -176,7 +176,7 @@ class VendorHttpClient:
                 raise AuthenticationFailed(refused, status=status, vendor_code=code)
             if 300 <= status < 400:
                 raise FinalError(f"{self.vendor}: answered a redirect ({status}); redirects are not followed", status=status)
-            raise FinalError(refused, status=status, vendor_code=code)
+            raise FinalError(refused, status=status, vendor_code=code, body=_json_or_none(response))
         assert last_error is not None
         raise last_error
 
@@ -231,3 +231,10 @@ def vendor_code(response: httpx.Response) -> str:
         issue = (body.get("issue") or [{}])[0]
         return str(issue.get("code", "")) if isinstance(issue, dict) else ""
     return ""
+
+
+def _json_or_none(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None

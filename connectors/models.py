@@ -7,7 +7,8 @@ from django.db import models
 from django.utils import timezone
 from fernet_fields import EncryptedTextField
 
-from connectors.choices import FailedJobStatus, LoginMethod, RunStatus, SessionState, SyncMode, Trigger
+from canonical.ids import uuid7
+from connectors.choices import FailedJobStatus, LoginMethod, RunStatus, SessionState, SyncMode, Trigger, WriteStatus
 from tenants.models import Connection, Tenant
 
 
@@ -142,3 +143,34 @@ class FailedJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor}: {self.exception_type}"
+
+
+class VendorWrite(models.Model):
+    """One write to a vendor, keyed by its idempotency key: a retried job or a repeated request
+    finds this row and never writes twice. The request holds public ids, never database keys."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="writes")
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
+    operation = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=200)
+    request = models.JSONField(help_text="What was asked (canonical terms; references by public id).")
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of operation and request: a reused key must ask the same.")
+    status = models.CharField(max_length=16, choices=WriteStatus.choices, default=WriteStatus.PENDING)
+    rule = models.CharField(max_length=64, blank=True, help_text="The rule that refused it (refused writes).")
+    error = models.TextField(blank=True, help_text="Why it was refused or failed (no PHI).")
+    details = models.JSONField(default=dict, blank=True, help_text="Figures behind a refusal (units remaining, dates).")
+    external_id = models.CharField(max_length=200, blank=True, help_text="The vendor's id for the written record.")
+    record_kind = models.CharField(max_length=32, blank=True)
+    record_public_id = models.UUIDField(null=True, blank=True, help_text="The canonical record the write ended in.")
+    actor_label = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["connection", "idempotency_key"], name="vendorwrite_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.operation} ({self.status})"

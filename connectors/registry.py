@@ -38,6 +38,9 @@ VENDORS: dict[str, VendorInfo] = {
     )
 }
 
+# The vendors whose connectors ship with the hub, imported on first use of the registry.
+BUILTIN_CONNECTORS: tuple[str, ...] = ("connectors.wellsky",)
+
 CONNECTORS: dict[str, type] = {}
 _loaded_extras = False
 _extras_lock = threading.RLock()
@@ -60,7 +63,7 @@ def _load_extras() -> None:
     with _extras_lock:
         if _loaded_extras:
             return
-        for module in getattr(settings, "HUB_EXTRA_CONNECTORS", []):
+        for module in (*BUILTIN_CONNECTORS, *getattr(settings, "HUB_EXTRA_CONNECTORS", [])):
             importlib.import_module(module)
         _loaded_extras = True
 

@@ -28,10 +28,23 @@ _OPTIONS = {"retry_when": _retry_when, "throws": (FinalError,), "min_backoff": 2
 
 
 @dramatiq.actor(queue_name="sync", time_limit=6 * 60 * 60 * 1000, **_OPTIONS)
-def sync_resource(*, run_id: int) -> None:
-    run = sync.run_sync(run_id)
+def sync_resource(*, run_id: int, then: list[int] | None = None) -> None:
+    """Run one resource's sync, then hand over to the next run of the chain (`then`): resources
+    sync in the connector's order, so appointments find the patients they refer to. A run that
+    fails for good still hands over; one that will be retried hands over when it ends."""
+    try:
+        run = sync.run_sync(run_id)
+    except FinalError:
+        _hand_over(then)
+        raise
     if run is not None and sync.matches_patients(run):
         link_run_patients.send(run_id=run.pk)
+    _hand_over(then)
+
+
+def _hand_over(then: list[int] | None) -> None:
+    if then:
+        sync_resource.send(run_id=then[0], then=then[1:])
 
 
 def _retry_identity(retries: int, exception: BaseException) -> bool:
@@ -57,8 +70,9 @@ def sync_connection(*, connection_id: int, trigger: str = "manual", resources: l
 def enqueue_runs(connection: Connection, *, trigger: str = "manual", resources: list[str] | None = None) -> list[SyncRun]:
     with transaction.atomic():
         runs = sync.create_runs(connection, resources=resources, trigger=trigger)
-        for run in runs:
-            transaction.on_commit(lambda run_id=run.pk: sync_resource.send(run_id=run_id))
+        if runs:
+            first, *rest = [run.pk for run in runs]
+            transaction.on_commit(lambda: sync_resource.send(run_id=first, **({"then": rest} if rest else {})))
     return runs
 
 
@@ -85,3 +99,11 @@ def open_session(*, connection_id: int) -> None:
     if connection is None:
         return
     SessionManager(connector_for(connection)).login()
+
+
+@dramatiq.actor(queue_name="writes", **_OPTIONS)
+def perform_write(*, write_id: int) -> None:
+    """One write to a vendor (connectors.writes); retried on 429/5xx under the same idempotency key."""
+    from connectors import writes
+
+    writes.perform_write(write_id)

@@ -20,9 +20,9 @@ URL = "/admin/tenants/connection/"
 @pytest.fixture
 def others(tenant_a, vendor, monkeypatch):
     """A disabled loopback connection, and one whose vendor has no connector installed."""
-    monkeypatch.delitem(CONNECTORS, "wellsky", raising=False)
+    monkeypatch.delitem(CONNECTORS, "welkin", raising=False)
     disabled = ConnectionFactory(tenant=tenant_a, vendor="loopback", base_url=vendor.url, display_name="Loopback off", enabled=False)
-    uninstalled = ConnectionFactory(tenant=tenant_a, vendor="wellsky", display_name="WellSky portal")
+    uninstalled = ConnectionFactory(tenant=tenant_a, vendor="welkin", display_name="Welkin")
     return disabled, uninstalled
 
 
@@ -43,10 +43,10 @@ def test_sync_now_queues_a_run_per_resource_after_commit_and_audits(admin_client
     assert [(r.connection_id, r.resource, r.trigger, r.status) for r in runs] == [
         (loopback_connection.pk, "records", Trigger.MANUAL, "queued"), (loopback_connection.pk, "records_all", Trigger.MANUAL, "queued"),
     ]
-    assert len(callbacks) == 2  # sent only once the action's transaction committed
-    assert sent == [("sync_resource", {"run_id": runs[0].pk}), ("sync_resource", {"run_id": runs[1].pk})]
+    assert len(callbacks) == 1  # sent only once the action's transaction committed: the first of a chain
+    assert sent == [("sync_resource", {"run_id": runs[0].pk, "then": [runs[1].pk]})]
     assert messages_of(response) == [
-        ("warning", "Did not sync: Loopback off (disabled); WellSky portal (no connector installed for wellsky)."),
+        ("warning", "Did not sync: Loopback off (disabled); Welkin (no connector installed for welkin)."),
         ("success", "Queued 2 sync run(s) for 1 connection(s)."),
     ]
     audit = AuditEvent.objects.get(object_type="tenants.connection", detail__action="sync_now")
@@ -81,7 +81,7 @@ def test_open_vendor_session_enqueues_the_login_after_commit_and_audits(admin_cl
     assert len(callbacks) == 1
     assert sent == [("open_session", {"connection_id": loopback_connection.pk})]
     assert messages_of(response) == [
-        ("warning", "Did not open a session: Loopback off (disabled); WellSky portal (no connector installed for wellsky)."),
+        ("warning", "Did not open a session: Loopback off (disabled); Welkin (no connector installed for welkin)."),
         ("success", "Opening the vendor session of 1 connection(s); its state shows under Vendor sessions."),
     ]
     audit = AuditEvent.objects.get(object_type="connectors.vendorsession")

@@ -1,0 +1,105 @@
+"""The WellSky portal's HTTP calls: log in (with MFA), list pages, read one, write with a key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+import httpx
+from django.utils import timezone
+
+from connectors.auth_flows import totp_code, wait_for_mfa_code
+from connectors.errors import AuthenticationFailed, FinalError, MfaRequired, WriteRefused
+from connectors.http import VendorHttpClient
+from connectors.wellsky.constants import PAGE_LIMIT, SESSION_COOKIE
+
+
+class PortalClient:
+    def __init__(self, http: VendorHttpClient):
+        self.http = http
+
+    # --- session ----------------------------------------------------------------------------------
+    def login(self, connection, *, mfa_timeout_s: float, mfa_poll_s: float, sleep) -> dict[str, Any]:
+        """POST /sessions, then answer the MFA challenge it sets: a TOTP code from the credential's
+        secret, or an SMS/email code relayed to /hooks/mfa/. Returns {token, expires_in, cookie, method}."""
+        credential = connection.credential
+        if not credential.username or not credential.password:
+            raise AuthenticationFailed("the WellSky credential needs a username and a password")
+        started: datetime = timezone.now()
+        answer = self._post_json("/sessions", {"username": credential.username, "password": credential.password})
+        method = "password"
+        if answer.get("mfa_required"):
+            method = answer.get("method", "")
+            if method == "totp":
+                code = totp_code(credential.totp_secret)
+            elif method in ("sms", "email"):
+                code = wait_for_mfa_code(connection, method, since=started, timeout=mfa_timeout_s, poll=mfa_poll_s, sleep=sleep)
+            else:
+                raise MfaRequired(f"WellSky asked for an MFA method the hub cannot answer: {method!r}")
+            answer = self._post_json("/sessions/mfa", {"challenge_id": answer.get("challenge_id", ""), "code": code}, keep=True)
+        token = answer.get("token")
+        cookie = answer.get("_cookie")
+        if not token or not cookie:
+            raise AuthenticationFailed("WellSky opened no session (no token or no session cookie in the answer)")
+        return {"token": token, "expires_in": answer.get("expires_in"), "cookie": cookie, "method": method}
+
+    def _post_json(self, path: str, body: dict[str, Any], keep: bool = True) -> dict[str, Any]:
+        response = self.http.request("POST", path, authenticated=False, json=body)
+        try:
+            answer = response.json()
+        except ValueError:
+            raise FinalError(f"wellsky: {path} did not answer JSON") from None
+        if not isinstance(answer, dict):
+            raise FinalError(f"wellsky: {path} answered an unexpected shape")
+        answer["_cookie"] = session_cookie(response)
+        return answer
+
+    # --- reading ----------------------------------------------------------------------------------
+    def page(self, path: str, *, since: str = "", cursor: str = "", limit: int = PAGE_LIMIT) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": min(limit, PAGE_LIMIT)}
+        if since:
+            params["updated_since"] = since
+        if cursor:
+            params["cursor"] = cursor
+        body = self.http.get_json(path, params=params)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list) or not isinstance(body.get("paging"), dict):
+            raise FinalError(f"wellsky: {path} answered a page without data and paging")
+        return body
+
+    def one(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self.http.get_json(path)
+        except FinalError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --- writing ----------------------------------------------------------------------------------
+    def post(self, path: str, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """A write, retried safely on 5xx and timeouts because WellSky keys it by Idempotency-Key."""
+        try:
+            response = self.http.request("POST", path, json=body, headers={"Idempotency-Key": idempotency_key})
+        except FinalError as exc:
+            if exc.status in (409, 422) and isinstance(exc.body, dict):
+                details = {k: v for k, v in exc.body.items() if k not in ("code", "detail")}
+                raise WriteRefused(exc.vendor_code or "refused", f"WellSky refused: {exc.body.get('detail', exc.vendor_code)}",
+                                   details=details, status=exc.status) from None
+            raise
+        answer = response.json()
+        if not isinstance(answer, dict) or not answer.get("id"):
+            raise FinalError(f"wellsky: POST {path} answered without an id")
+        return answer
+
+
+def session_cookie(response: httpx.Response) -> str:
+    """The WSSID value a response sets, or ''."""
+    for header in response.headers.get_list("set-cookie"):
+        jar = SimpleCookie()
+        try:
+            jar.load(header)
+        except CookieError:  # an unparsable Set-Cookie is one we ignore
+            continue
+        if SESSION_COOKIE in jar:
+            return jar[SESSION_COOKIE].value
+    return ""

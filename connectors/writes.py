@@ -1,0 +1,158 @@
+"""Writes to a vendor: entitlement, local rule checks, one vendor call per idempotency key, and
+the vendor's answer applied to the canonical store like a synced record.
+
+    write = request_write(connection, "book_appointment", {...}, idempotency_key=..., actor_label=...)
+    perform_write(write.pk)          # the job (connectors.tasks.perform_write) runs this
+
+The request names records by public id ({"patient": "<uuid>"}); they must belong to the
+connection, since the vendor knows only its own ids. Times are ISO 8601 with a zone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from canonical.kinds import get_kind
+from connectors.choices import WriteStatus
+from connectors.errors import FinalError, WriteRefused
+from connectors.models import VendorWrite
+from connectors.registry import connector_for
+from connectors.scrub import scrub
+from connectors.sync import apply_page
+from tenants.audit import record_audit
+from tenants.choices import AuditAction
+from tenants.entitlements import EntitlementMissing, require_entitlement
+from tenants.models import Connection
+
+logger = logging.getLogger(__name__)
+
+# Fields of a write request that name canonical records, and the kind each names.
+REFERENCES = {"patient": "patient", "practitioner": "practitioner", "location": "location", "appointment": "appointment"}
+TIMES = ("start", "end")
+
+
+class WriteConflict(ValueError):
+    """The idempotency key was used before for a different request."""
+
+
+def fingerprint(operation: str, request: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([operation, request], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def request_write(connection: Connection, operation: str, request: dict[str, Any], *, idempotency_key: str,
+                  actor_label: str = "system") -> tuple[VendorWrite, bool]:
+    """The write row for this key, created pending if new; (row, created). Raises WriteConflict
+    when the key was used for another request, KeyError for an operation the vendor lacks."""
+    connector_for(connection).write_spec(operation)  # KeyError names what the vendor can do
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise ValueError("an idempotency key of 1–200 characters is required")
+    digest = fingerprint(operation, request)
+    try:
+        with transaction.atomic():
+            write = VendorWrite.objects.create(
+                tenant=connection.tenant, connection=connection, operation=operation, idempotency_key=idempotency_key,
+                request=request, fingerprint=digest, actor_label=actor_label,
+            )
+            return write, True
+    except IntegrityError:
+        write = VendorWrite.objects.get(connection=connection, idempotency_key=idempotency_key)
+        if write.fingerprint != digest:
+            raise WriteConflict(f"idempotency key {idempotency_key!r} was used for a different request") from None
+        return write, False
+
+
+def perform_write(write_id: int) -> VendorWrite | None:
+    """Run a pending write to its end. Retryable vendor errors propagate (the job retries; the
+    vendor's idempotency key makes the retry safe); refusals and final errors end the row."""
+    write = VendorWrite.objects.select_related("connection__tenant").filter(pk=write_id).first()
+    if write is None:
+        logger.warning("vendor write %s is gone", write_id)
+        return None
+    if write.status != WriteStatus.PENDING:
+        return write  # done before: a redelivered message, or a repeated request
+    connection = write.connection
+    connector = connector_for(connection)
+    spec = connector.write_spec(write.operation)
+    VendorWrite.objects.filter(pk=write.pk).update(attempts=write.attempts + 1)
+    try:
+        if not connection.enabled:
+            raise WriteRefused("connection_disabled", f"connection '{connection.display_name}' is disabled")
+        try:
+            require_entitlement(connection.tenant, spec.capability, connection)
+        except EntitlementMissing as exc:
+            raise WriteRefused("entitlement_missing", str(exc), details={"capability": spec.capability}) from None
+        payload = resolve(connection, write.request)
+        connector.check_write(write.operation, payload)
+        result = connector.write(write.operation, payload, idempotency_key=f"switchboard-{write.public_id}")
+    except WriteRefused as exc:
+        return _finish(write, WriteStatus.REFUSED, error=str(exc), rule=exc.rule, details=exc.details)
+    except FinalError as exc:
+        return _finish(write, WriteStatus.FAILED, error=scrub(str(exc), 500))
+    resource = connector.resource_for_kind(spec.kind)
+    with transaction.atomic():
+        outcome = apply_page(connector, resource, None, [result.record])
+        model = get_kind(spec.kind).model
+        record = model.objects.filter(tenant=connection.tenant, source_connection=connection, external_id=result.external_id).first()
+        if outcome.failed or record is None:
+            return _finish(write, WriteStatus.FAILED, external_id=result.external_id,
+                           error="the vendor accepted the write, but its answer did not normalize (see failed jobs)")
+        return _finish(write, WriteStatus.SUCCEEDED, external_id=result.external_id, kind=spec.kind, record=record)
+
+
+def resolve(connection: Connection, request: dict[str, Any]) -> dict[str, Any]:
+    """Public ids → this connection's canonical records; ISO times → aware datetimes. Refuses clearly."""
+    payload = dict(request)
+    for field, kind in REFERENCES.items():
+        value = payload.get(field)
+        if value in (None, ""):
+            payload[field] = None
+            continue
+        model = get_kind(kind).model
+        record = model.objects.filter(tenant=connection.tenant, public_id=_uuid_or_none(value), deleted_at__isnull=True).first()
+        if record is None:
+            raise WriteRefused("unknown_reference", f"{field}: no {kind} {value} in this tenant")
+        if record.source_connection_id != connection.pk:
+            raise WriteRefused("other_connection", f"{field}: {kind} {value} comes from another connection, which this vendor cannot see")
+        payload[field] = record
+    for field in TIMES:
+        if field in payload:
+            try:
+                moment = datetime.fromisoformat(str(payload[field]))
+            except ValueError:
+                raise WriteRefused("invalid_time", f"{field}: {payload[field]!r} is not an ISO 8601 date-time") from None
+            if moment.tzinfo is None:
+                raise WriteRefused("invalid_time", f"{field}: {payload[field]!r} has no time zone")
+            payload[field] = moment
+    return payload
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _finish(write: VendorWrite, status: str, *, error: str = "", rule: str = "", details: dict | None = None, external_id: str = "",
+            kind: str = "", record=None) -> VendorWrite:
+    write.status, write.error, write.rule, write.details = status, error, rule, details or {}
+    write.external_id, write.record_kind = external_id, kind
+    write.record_public_id = record.public_id if record is not None else None
+    write.finished_at = timezone.now()
+    with transaction.atomic():
+        write.save(update_fields=["status", "error", "rule", "details", "external_id", "record_kind", "record_public_id", "finished_at"])
+        record_audit(
+            AuditAction.CREATE if status == WriteStatus.SUCCEEDED else AuditAction.UPDATE, object_type="connectors.vendorwrite",
+            object_id=write.public_id, tenant=write.tenant, actor_label=write.actor_label or "system",
+            detail={"operation": write.operation, "status": status, "rule": rule, "connection": str(write.connection.public_id),
+                    "record": str(write.record_public_id or "")},
+        )
+    return write
