@@ -10,8 +10,8 @@
     POST /appointments        create, or update with "id"; refused when it exceeds the authorization
 
 Every authorized call needs the bearer token and the current WSSID cookie; the cookie rotates
-every 20 calls (Set-Cookie), and the previous one keeps working for 30 s. With `updated_since`,
-lists include deletions as `{id, deleted: true, updated_at}`.
+every 20 calls (Set-Cookie), and the previous one keeps working for 30 s. Lists include records
+deleted since the vendor started as `{id, deleted: true, updated_at}`, in updated_at order.
 """
 
 from __future__ import annotations
@@ -141,7 +141,9 @@ def _list(vendor, request: Request, resource: str, headers: dict[str, str]) -> R
         since = stamp_of(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     table = vendor.agency.table(resource)
     try:
-        records, next_cursor = table.page(since=since, cursor=query.get("cursor", ""), limit=limit, include_deleted=bool(since))
+        # Deletions travel in the feed as tombstones, also in a first full listing: a record deleted
+        # while a client pages is reported at the end, not lost behind the client's high-water mark.
+        records, next_cursor = table.page(since=since, cursor=query.get("cursor", ""), limit=limit, include_deleted=True)
     except ValueError as exc:
         raise HttpError(400, "invalid_parameter", str(exc), errors=[{"field": "cursor"}]) from None
     faults = request.faults

@@ -261,6 +261,9 @@ class WellSky:
                 for index in self.pending_referrals:
                     self.pending_referrals[index] = 0.0
         self.decide_due_referrals()
+        from sandbox.wellsky import pcc
+
+        pcc.notify_mutation(self, done)  # Personal Care Connect subscribers get their thin pings
         return done
 
     def _random_live(self, rng, resource: str, where=None) -> int | None:
