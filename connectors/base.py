@@ -54,6 +54,8 @@ class WriteResult:
     external_id: str
     record: dict[str, Any]  # the vendor's record after the write (raw), normalized like a synced one
     created: bool = True
+    # Records the write made along the way, as (resource name, raw record), applied first (a referral's new patient).
+    related: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class ConnectionOptions(BaseModel):

@@ -173,7 +173,7 @@ class VendorHttpClient:
             code = vendor_code(response)
             refused = f"{self.vendor}: refused with {status}" + (f" ({code})" if code else "")
             if status in (401, 403):
-                raise AuthenticationFailed(refused, status=status, vendor_code=code)
+                raise AuthenticationFailed(refused, status=status, vendor_code=code, body=_json_or_none(response))
             if 300 <= status < 400:
                 raise FinalError(f"{self.vendor}: answered a redirect ({status}); redirects are not followed", status=status)
             raise FinalError(refused, status=status, vendor_code=code, body=_json_or_none(response))

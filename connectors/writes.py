@@ -98,6 +98,8 @@ def perform_write(write_id: int) -> VendorWrite | None:
         return _finish(write, WriteStatus.FAILED, error=scrub(str(exc), 500))
     resource = connector.resource_for_kind(spec.kind)
     with transaction.atomic():
+        for name, raw in result.related:
+            apply_page(connector, connector.resource(name), None, [raw])
         outcome = apply_page(connector, resource, None, [result.record])
         model = get_kind(spec.kind).model
         record = model.objects.filter(tenant=connection.tenant, source_connection=connection, external_id=result.external_id).first()

@@ -35,7 +35,7 @@ class Faults:
     latency_ms: int = 0  # added to every vendor response
     session_ttl_s: int = 0  # lifetime of vendor sessions and tokens (0 = each vendor's default)
     malformed_rate: float = 0.0  # share of listed records served broken (bad date, missing field, wrong type)
-    drop_rate: float = 0.0  # share of requests whose connection is closed without an answer
+    drop_rate: float = 0.0  # share of requests whose connection is closed without an answer (half before, half after acting)
     churn_per_page: int = 0  # records changed, created and deleted in the vendor after each listing page
 
     def update(self, values: dict[str, Any]) -> None:
@@ -266,7 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
             faults = srv.faults
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000)
-            if srv.roll(faults.drop_rate):
+            dropped = srv.roll(faults.drop_rate)
+            if dropped and srv.roll(0.5):  # half the drops come before the vendor acts on the request
                 return self._drop()
             if srv.over_rate_limit(prefix):
                 raise HttpError(429, "rate_limited", f"more than {faults.rate_limit} requests per second", headers={"Retry-After": "1"})
@@ -274,7 +275,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status = srv.rng.choice((500, 502, 503))
                 raise HttpError(status, "unavailable", "the service is temporarily unavailable")
             request = Request(method, "/" + (segments[2] if len(segments) > 2 else ""), query, self.headers, body, faults, srv.rng)
-            self._write(vendor.handle(request))
+            response = vendor.handle(request)
+            if dropped:  # … and half after it acted: a write happened, but its answer never arrives
+                return self._drop()
+            self._write(response)
         except HttpError as exc:
             self._write(exc.response())
         except ValueError as exc:  # a malformed parameter the vendor code rejected

@@ -46,7 +46,19 @@ def test_demo_sets_up_and_serves(tmp_path):
         assert me.status_code == 200
         assert me.json()["tenant"] == "demo"
         mappings = httpx.get(f"{base}/api/v1/code-mappings/", headers={"Authorization": f"Bearer {key}"}, timeout=5).json()
-        assert {m["source_code"] for m in mappings["results"]} == {"PCS", "SN", "HOME"}
+        assert {m["source_code"] for m in mappings["results"]} == {"PCS", "HHA", "SN", "PT", "RESP", "HOME"}
+
+        # the main job ran: a full WellSky sync through Dramatiq equal to the sandbox, and an authorization-checked booking
+        rows = re.findall(r"^  (\w+) +(\d+)   \[(\d+)\]$", output, re.MULTILINE)  # kind, in the hub, [in the sandbox]
+        counts = {kind: (int(hub), int(source)) for kind, hub, source in rows}
+        assert set(counts) == {"patient", "practitioner", "location", "authorization", "appointment", "encounter", "care_plan", "referral"}
+        assert all(hub == source > 0 for hub, source in counts.values()), counts
+        assert "Sync runs: 9 succeeded" in output and "Failed jobs open: 0" in output
+        assert re.search(r"Booking that fits the authorization .*: booked: appointment [0-9a-f-]{36} \(WellSky AP\d+\)", output)
+        assert re.search(r"Booking that exceeds the authorization .*: refused \(authorization_units_exceeded\)", output)
+        assert float(re.search(r"Demo job done in ([\d.]+)s", output).group(1)) < 120
+        patients = httpx.get(f"{base}/fhir/r4/Patient", params={"_count": 5}, headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        assert patients.status_code == 200 and len(patients.json()["entry"]) == 5
 
         with httpx.Client(base_url=base, timeout=5) as browser:
             login_page = browser.get("/admin/login/")

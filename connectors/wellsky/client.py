@@ -14,6 +14,8 @@ from connectors.errors import AuthenticationFailed, FinalError, MfaRequired, Wri
 from connectors.http import VendorHttpClient
 from connectors.wellsky.constants import PAGE_LIMIT, SESSION_COOKIE
 
+LOGIN_ATTEMPTS = 3
+
 
 class PortalClient:
     def __init__(self, http: VendorHttpClient):
@@ -22,7 +24,19 @@ class PortalClient:
     # --- session ----------------------------------------------------------------------------------
     def login(self, connection, *, mfa_timeout_s: float, mfa_poll_s: float, sleep) -> dict[str, Any]:
         """POST /sessions, then answer the MFA challenge it sets: a TOTP code from the credential's
-        secret, or an SMS/email code relayed to /hooks/mfa/. Returns {token, expires_in, cookie, method}."""
+        secret, or an SMS/email code relayed to /hooks/mfa/. Returns {token, expires_in, cookie, method}.
+
+        When the answer to a challenge is lost on the way back, the retry finds the challenge used up
+        (challenge_expired): the login starts over with a fresh challenge, at most LOGIN_ATTEMPTS times."""
+        for attempt in range(1, LOGIN_ATTEMPTS + 1):
+            try:
+                return self._login(connection, mfa_timeout_s=mfa_timeout_s, mfa_poll_s=mfa_poll_s, sleep=sleep)
+            except AuthenticationFailed as exc:
+                if exc.vendor_code != "challenge_expired" or attempt == LOGIN_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _login(self, connection, *, mfa_timeout_s: float, mfa_poll_s: float, sleep) -> dict[str, Any]:
         credential = connection.credential
         if not credential.username or not credential.password:
             raise AuthenticationFailed("the WellSky credential needs a username and a password")
@@ -81,7 +95,7 @@ class PortalClient:
         try:
             response = self.http.request("POST", path, json=body, headers={"Idempotency-Key": idempotency_key})
         except FinalError as exc:
-            if exc.status in (409, 422) and isinstance(exc.body, dict):
+            if exc.status in (403, 409, 422) and isinstance(exc.body, dict):  # a rule refused it, not the session
                 details = {k: v for k, v in exc.body.items() if k not in ("code", "detail")}
                 raise WriteRefused(exc.vendor_code or "refused", f"WellSky refused: {exc.body.get('detail', exc.vendor_code)}",
                                    details=details, status=exc.status) from None

@@ -151,7 +151,11 @@ class WellSkyConnector(Connector):
             else:
                 body["patient"] = mapping.patient_body(payload.get("new_patient") or {})
             answer = portal.post("/referrals", body, idempotency_key=idempotency_key)
-            return WriteResult(answer["id"], answer)
+            related = []
+            if "patient" in body and answer.get("patient_id"):  # WellSky made the patient: bring it in before the referral
+                patient = portal.one(f"/patients/{answer['patient_id']}")
+                related = [("patients", patient)] if patient else []
+            return WriteResult(answer["id"], answer, related=related)
         if name == "book_appointment":
             body = {
                 "patient_id": payload["patient"].external_id, "practitioner_id": payload["practitioner"].external_id,

@@ -149,8 +149,8 @@ def start_sandbox() -> tuple[subprocess.Popen, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     manage = Path(settings.BASE_DIR) / "manage.py"
-    process = subprocess.Popen([sys.executable, str(manage), "sandbox", "--port", str(port), "--seed", str(DEMO_SEED),
-                                "--scale", str(DEMO_SCALE)], stdout=subprocess.DEVNULL)
+    command = [sys.executable, str(manage), "sandbox", "--port", str(port), "--seed", str(DEMO_SEED), "--scale", str(DEMO_SCALE)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603 - our own program with fixed arguments
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from canonical.models import Appointment, Patient, SourceRecord, UnmappedCode
+from connectors.auth_flows import relay_token
 from connectors.choices import FailedJobStatus, SessionState
 from connectors.errors import AuthenticationFailed, MfaRequired
 from connectors.http import CALLS
 from connectors.models import FailedJob, SyncRun, VendorSession
-from connectors.auth_flows import relay_token
 from connectors.sync import create_runs, pull_record, run_sync
 from connectors.wellsky.connector import WellSkyConnector
 from tests.connectors.wellsky.conftest import connect, sync_all
