@@ -9,8 +9,9 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from connectors.choices import FailedJobStatus
-from connectors.models import FailedJob, SyncRun, VendorSession
+from connectors.models import FailedJob, SyncRun, VendorSession, VendorWrite
 from connectors.triage import dismiss_failed_jobs, retry_failed_jobs
+from hub.admin_audit import AuditedAdminMixin
 
 
 @admin.register(VendorSession)
@@ -42,6 +43,28 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in SyncRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(VendorWrite)
+class VendorWriteAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Writes to vendors and how they ended. The request can hold PHI (a new patient), so views are audited."""
+
+    audit_reads = True
+    list_display = ["public_id", "connection", "operation", "status", "rule", "external_id", "actor_label", "created_at", "finished_at"]
+    list_filter = ["status", "operation", "tenant"]
+    list_select_related = ["connection"]
+    search_fields = ["=idempotency_key", "=external_id", "=public_id"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in VendorWrite._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -33,6 +33,19 @@ class FailedJobMiddleware(Middleware):
             )
         except Exception:  # triage must never take the worker down; the failure is still logged
             logger.exception("could not record failed job for %s", message.actor_name)
+        self._continue_chain(message, exception)
+
+    @staticmethod
+    def _continue_chain(message, exception) -> None:
+        """A sync run that ran out of retries still hands over to the next resource of its chain
+        (one that failed with a final error handed over itself, in the actor)."""
+        from connectors.errors import FinalError
+
+        then = message.kwargs.get("then") if message.actor_name == "sync_resource" else None
+        if then and not isinstance(exception, FinalError):
+            from connectors.tasks import sync_resource
+
+            sync_resource.send(run_id=then[0], then=then[1:])
 
     def after_skip_message(self, broker, message):
         return None

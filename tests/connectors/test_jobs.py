@@ -233,3 +233,21 @@ def test_a_job_for_a_connection_that_is_gone_does_nothing(vendor, worker, drain)
     assert SyncRun.objects.count() == 0
     assert FailedJob.objects.count() == 0
     assert vendor.requests == []
+
+
+@pytest.mark.parametrize("fault", ["storm", "bad_password"])
+def test_a_run_that_fails_for_good_still_hands_over_to_the_next_resource(loopback_connection, vendor, fast_retries, worker, drain, fault):
+    vendor.store.seed(5)
+    if fault == "storm":
+        vendor.faults.error_rate = 1.0  # retried until retries run out
+    else:
+        credential = loopback_connection.credential
+        credential.password = "rotated-by-the-vendor"  # final at once
+        credential.save()
+
+    runs = enqueue_runs(loopback_connection)
+    drain("sync", timeout_s=30)
+
+    assert [(r.resource, r.status) for r in SyncRun.objects.filter(pk__in=[r.pk for r in runs]).order_by("pk")] == [
+        ("records", RunStatus.FAILED), ("records_all", RunStatus.FAILED),  # the chain went on; nothing is left queued
+    ]

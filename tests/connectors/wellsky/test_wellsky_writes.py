@@ -15,7 +15,8 @@ from connectors.choices import WriteStatus
 from connectors.http import CALLS
 from connectors.models import VendorWrite
 from connectors.writes import WriteConflict, perform_write, request_write
-from tenants.models import Entitlement
+from tenants.choices import AuditAction
+from tenants.models import AuditEvent, Entitlement
 from tests.connectors.wellsky.conftest import connect, sync_all
 
 pytestmark = pytest.mark.django_db
@@ -232,3 +233,17 @@ def test_references_to_other_connections_or_tenants_are_refused(wellsky, tenant_
     done = write(wellsky, "book_appointment", request)
 
     assert (done.status, done.rule) == (WriteStatus.REFUSED, "unknown_reference")  # another tenant's patient does not exist here
+
+
+def test_staff_see_writes_in_the_admin_and_each_view_is_audited(wellsky, admin_client):
+    done = write(wellsky, "create_patient", NEW_PATIENT)
+
+    listing = admin_client.get("/admin/connectors/vendorwrite/")
+    page = admin_client.get(f"/admin/connectors/vendorwrite/{done.pk}/change/")
+
+    assert listing.status_code == page.status_code == 200
+    assert done.external_id in page.content.decode()
+    audit = AuditEvent.objects.filter(object_type="connectors.vendorwrite", action=AuditAction.READ).get()
+    assert (audit.object_id, audit.actor_label, audit.tenant_id) == (str(done.public_id), "staff:root", wellsky.tenant_id)
+    writes = AuditEvent.objects.filter(object_type="connectors.vendorwrite", action=AuditAction.CREATE).get()
+    assert writes.detail["status"] == "succeeded" and writes.actor_label == "partner:crm"
