@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
+from zoneinfo import ZoneInfo
 
 from django.db.models import Sum
 
@@ -63,7 +64,7 @@ def check_booking(*, tenant, connection, patient: Patient, service_code: str, st
     if not candidates:
         raise BookingRefused("no_authorization", f"the patient has no payer authorization for service {service_code}",
                              service_code=service_code)
-    day = start.date()
+    day = start.astimezone(ZoneInfo(tenant.timezone)).date()  # authorizations run in the agency's local days
     covering = [a for a in candidates if a.status == AuthorizationStatus.ACTIVE and a.start_date <= day <= a.end_date]
     if not covering:
         nearest = max(candidates, key=lambda a: a.end_date)

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from canonical.kinds import get_kind
@@ -81,7 +82,7 @@ def perform_write(write_id: int) -> VendorWrite | None:
     connection = write.connection
     connector = connector_for(connection)
     spec = connector.write_spec(write.operation)
-    VendorWrite.objects.filter(pk=write.pk).update(attempts=write.attempts + 1)
+    VendorWrite.objects.filter(pk=write.pk).update(attempts=F("attempts") + 1)
     try:
         if not connection.enabled:
             raise WriteRefused("connection_disabled", f"connection '{connection.display_name}' is disabled")
@@ -145,16 +146,17 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 
 def _finish(write: VendorWrite, status: str, *, error: str = "", rule: str = "", details: dict | None = None, external_id: str = "",
             kind: str = "", record=None) -> VendorWrite:
-    write.status, write.error, write.rule, write.details = status, error, rule, details or {}
-    write.external_id, write.record_kind = external_id, kind
-    write.record_public_id = record.public_id if record is not None else None
-    write.finished_at = timezone.now()
+    """End a pending write once: a duplicate delivery of the same job finds it ended and changes nothing."""
+    fields = {"status": status, "error": error, "rule": rule, "details": details or {}, "external_id": external_id, "record_kind": kind,
+              "record_public_id": record.public_id if record is not None else None, "finished_at": timezone.now()}
     with transaction.atomic():
-        write.save(update_fields=["status", "error", "rule", "details", "external_id", "record_kind", "record_public_id", "finished_at"])
-        record_audit(
-            AuditAction.CREATE if status == WriteStatus.SUCCEEDED else AuditAction.UPDATE, object_type="connectors.vendorwrite",
-            object_id=write.public_id, tenant=write.tenant, actor_label=write.actor_label or "system",
-            detail={"operation": write.operation, "status": status, "rule": rule, "connection": str(write.connection.public_id),
-                    "record": str(write.record_public_id or "")},
-        )
+        ended = VendorWrite.objects.filter(pk=write.pk, status=WriteStatus.PENDING).update(**fields)
+        if ended:
+            record_audit(
+                AuditAction.CREATE if status == WriteStatus.SUCCEEDED else AuditAction.UPDATE, object_type="connectors.vendorwrite",
+                object_id=write.public_id, tenant=write.tenant, actor_label=write.actor_label or "system",
+                detail={"operation": write.operation, "status": status, "rule": rule, "connection": str(write.connection.public_id),
+                        "record": str(fields["record_public_id"] or "")},
+            )
+    write.refresh_from_db()
     return write

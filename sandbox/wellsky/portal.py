@@ -23,7 +23,7 @@ from typing import Any
 
 from sandbox.server import HttpError, Request, Response
 from sandbox.table import Record, stamp_of
-from sandbox.wellsky.data import SERVICES, Agency
+from sandbox.wellsky.data import SERVICES, TIME_ZONE_OFFSET, Agency
 
 RESOURCES = ("patients", "practitioners", "locations", "appointments", "encounters", "authorizations", "care-plans", "referrals")
 MAX_LIMIT = 500
@@ -56,7 +56,8 @@ def handle(vendor, request: Request) -> Response:
     session, headers = _authorize(vendor, request)
     resource = parts[0]
     if method == "GET":
-        vendor.decide_due_referrals() if resource == "referrals" else None
+        if resource == "referrals":
+            vendor.decide_due_referrals()
         if len(parts) == 2:
             return _one(vendor, resource, parts[1], headers)
         return _list(vendor, request, resource, headers)
@@ -365,7 +366,7 @@ def _authorization_for(vendor, body: dict, patient: int, service: str, start: da
     patient_id = agency.ref("patients", patient)
     candidates = [patient, patient + agency.scale] if patient < agency.scale else []
     candidates += [i for i in range(agency.sizes["authorizations"], table.count)]  # added since start
-    day = start.astimezone(UTC).date().isoformat()
+    day = (start.astimezone(UTC) + TIME_ZONE_OFFSET).date().isoformat()  # the agency's local day
     covering = []
     for index in candidates:
         auth = table.get(index) if index < table.count else None

@@ -61,6 +61,7 @@ class Challenge:
     method: str
     code: str
     expires_at: float
+    id: str = ""
 
 
 @dataclass
@@ -141,10 +142,9 @@ class WellSky:
 
     def start_challenge(self, account: Account) -> Challenge:
         code = "" if account.mfa == "totp" else f"{secrets.randbelow(10**6):06d}"
-        challenge = Challenge(account.username, account.mfa, code, time.monotonic() + CHALLENGE_TTL_S)
-        challenge_id = secrets.token_urlsafe(12)
+        challenge = Challenge(account.username, account.mfa, code, time.monotonic() + CHALLENGE_TTL_S, id=secrets.token_urlsafe(12))
         with self.lock:
-            self.challenges[challenge_id] = challenge
+            self.challenges[challenge.id] = challenge
         if code:
             text = f"Your WellSky verification code is {code}. It expires in 5 minutes."
             to = account.phone if account.mfa == "sms" else account.email
@@ -152,7 +152,6 @@ class WellSky:
                 self.server.send_message(channel=account.mfa, to=to, text=text, code=code)
             if account.relay_url:
                 threading.Thread(target=_forward, args=(account.relay_url, text, account.mfa), daemon=True).start()
-        challenge.id = challenge_id  # type: ignore[attr-defined]
         return challenge
 
     def answer_challenge(self, challenge_id: Any, code: Any) -> Account:
@@ -251,8 +250,9 @@ class WellSky:
                 resource, record_id = self._create_one(rng, only)
                 done["created"].setdefault(resource, []).append(record_id)
             for _ in range(counts["changes"]):
-                resource, record_id = self._change_one(rng, only)
-                done["changed"].setdefault(resource, []).append(record_id)
+                found = self._change_one(rng, only)
+                if found:
+                    done["changed"].setdefault(found[0], []).append(found[1])
             for _ in range(counts["deletes"]):
                 found = self._delete_one(rng, only)
                 if found:
@@ -298,7 +298,7 @@ class WellSky:
         fields = table.fields(rng.randrange(table.base_count))
         return resource, table.id_of(table.create(fields))
 
-    def _change_one(self, rng, only: str | None) -> tuple[str, str]:
+    def _change_one(self, rng, only: str | None) -> tuple[str, str] | None:
         agency = self.agency
         if only:
             resource = only
@@ -306,6 +306,8 @@ class WellSky:
             names = [n for n in agency.tables if n != "referrals"]
             resource = rng.choices(names, weights=[agency.tables[n].live_count() for n in names])[0]
         index = self._random_live(rng, resource)
+        if index is None:
+            return None
         table = agency.table(resource)
         table.change(index)
         if resource == "appointments":
