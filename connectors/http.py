@@ -9,9 +9,11 @@ by all workers; retries with exponential backoff and full jitter on network erro
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import random
 import re
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 import orjson
 from django.conf import settings
@@ -38,6 +41,13 @@ CALLS: Counter[tuple[str, str]] = Counter()
 
 # A path segment with a digit in it, except API versions such as v1 or FHIR's r4.
 _ID_SEGMENT = re.compile(r"/(?![vVrR]\d{1,2}(?:/|$))[^/]*\d[^/]*")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every vendor client: building one loads the CA bundle (~30 ms), and a
+    pull builds a client per record. Verification stays on, with the certifi bundle httpx uses."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def masked_path(url: str) -> str:
@@ -100,7 +110,7 @@ class VendorHttpClient:
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(
-            base_url=self.base_url, timeout=self.timeout, follow_redirects=False, transport=self.transport,
+            base_url=self.base_url, timeout=self.timeout, follow_redirects=False, transport=self.transport, verify=_tls_context(),
             headers={"User-Agent": "Switchboard/1.0", "Accept": "application/json", **self.default_headers},
         )
         self._checked_hosts: dict[str, float] = {}

@@ -1,7 +1,9 @@
 from django.urls import path
 
 from connectors.views import mfa_relay
+from connectors.wellsky import webhooks as pcc_webhooks
 
 urlpatterns = [
     path("mfa/<uuid:connection_id>/", mfa_relay, name="mfa-relay"),
+    path("wellsky-pcc/<uuid:connection_id>/", pcc_webhooks.pcc_ping, name="wellsky-pcc-webhook"),
 ]
