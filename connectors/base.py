@@ -36,6 +36,7 @@ class WriteSpec:
     name: str
     kind: str
     capability: str
+    required: tuple[str, ...] = ()  # request fields without which the write is refused before anything else
 
 
 @dataclass

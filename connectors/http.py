@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import logging
+import os
 import random
 import re
 import ssl
@@ -46,7 +47,11 @@ _ID_SEGMENT = re.compile(r"/(?![vVrR]\d{1,2}(?:/|$))[^/]*\d[^/]*")
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One TLS context for every vendor client: building one loads the CA bundle (~30 ms), and a
-    pull builds a client per record. Verification stays on, with the certifi bundle httpx uses."""
+    pull builds a client per record. Verification stays on; as httpx does, SSL_CERT_FILE or
+    SSL_CERT_DIR (a private CA) win over the certifi bundle."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
     return ssl.create_default_context(cafile=certifi.where())
 
 

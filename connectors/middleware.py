@@ -34,6 +34,10 @@ class FailedJobMiddleware(Middleware):
         except Exception:  # triage must never take the worker down; the failure is still logged
             logger.exception("could not record failed job for %s", message.actor_name)
         self._continue_chain(message, exception)
+        if message.actor_name == "perform_write" and "write_id" in message.kwargs:
+            from connectors.writes import give_up
+
+            give_up(message.kwargs["write_id"], f"gave up after retries: {exception}")
 
     @staticmethod
     def _continue_chain(message, exception) -> None:

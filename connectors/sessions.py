@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 # A token this close to expiry is renewed before use rather than risked mid-page.
 EXPIRY_MARGIN = timedelta(seconds=30)
+MAX_SESSION_SECONDS = 30 * 24 * 3600  # longer claims are treated as 30 days
 
 
 @dataclass
@@ -33,8 +34,16 @@ class SessionData:
     cookies: dict[str, str] = field(default_factory=dict)
     expires_at: datetime | None = None
 
-    def expires_in(self, seconds: float | int | None) -> None:
-        self.expires_at = timezone.now() + timedelta(seconds=float(seconds)) if seconds else None
+    def expires_in(self, seconds: float | int | str | None) -> None:
+        """Expiry from a vendor's `expires_in`; nonsense (not a number, negative, centuries) is clamped, not fatal."""
+        try:
+            value = float(seconds) if seconds else 0.0
+        except (TypeError, ValueError):
+            value = 0.0
+        if value != value or value <= 0:  # NaN, zero, negative: no expiry known; a 401 will tell
+            self.expires_at = None
+            return
+        self.expires_at = timezone.now() + timedelta(seconds=min(value, MAX_SESSION_SECONDS))
 
 
 class SessionManager:

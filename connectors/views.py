@@ -33,7 +33,7 @@ def mfa_relay(request: HttpRequest, connection_id) -> JsonResponse:
     if request.content_type == "application/json":
         try:
             body = json.loads(request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deep enough to exhaust the parser
             return JsonResponse({"detail": "The body is not JSON."}, status=400)
         if isinstance(body, dict):
             text = str(body.get("code") or body.get("text") or body.get("body") or "")

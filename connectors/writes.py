@@ -82,6 +82,7 @@ def perform_write(write_id: int) -> VendorWrite | None:
     connection = write.connection
     connector = connector_for(connection)
     spec = connector.write_spec(write.operation)
+    first_attempt = write.attempts == 0
     VendorWrite.objects.filter(pk=write.pk).update(attempts=F("attempts") + 1)
     try:
         if not connection.enabled:
@@ -90,13 +91,22 @@ def perform_write(write_id: int) -> VendorWrite | None:
             require_entitlement(connection.tenant, spec.capability, connection)
         except EntitlementMissing as exc:
             raise WriteRefused("entitlement_missing", str(exc), details={"capability": spec.capability}) from None
+        missing = [name for name in spec.required if write.request.get(name) in (None, "", [])]
+        if missing:
+            raise WriteRefused("invalid_request", f"{missing[0]}: is required", details={"missing": missing})
         payload = resolve(connection, write.request)
-        connector.check_write(write.operation, payload)
+        if first_attempt:
+            # A retry resends the same idempotency key: the vendor answers the first attempt's outcome.
+            # Checking again here would count a booking that reached the vendor (and was synced since)
+            # against itself, and refuse what the vendor in fact booked.
+            connector.check_write(write.operation, payload)
         result = connector.write(write.operation, payload, idempotency_key=f"switchboard-{write.public_id}")
     except WriteRefused as exc:
         return _finish(write, WriteStatus.REFUSED, error=str(exc), rule=exc.rule, details=exc.details)
     except FinalError as exc:
         return _finish(write, WriteStatus.FAILED, error=scrub(str(exc), 500))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a request shaped unlike the operation's contract
+        return _finish(write, WriteStatus.FAILED, error=f"the request does not fit {write.operation}: {type(exc).__name__}")
     resource = connector.resource_for_kind(spec.kind)
     with transaction.atomic():
         for name, raw in result.related:
@@ -142,6 +152,13 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def give_up(write_id: int, error: str) -> None:
+    """The job ran out of retries (the vendor kept failing): the write ends failed, not pending forever."""
+    write = VendorWrite.objects.select_related("connection", "tenant").filter(pk=write_id).first()
+    if write is not None:
+        _finish(write, WriteStatus.FAILED, error=scrub(error, 500))
 
 
 def _finish(write: VendorWrite, status: str, *, error: str = "", rule: str = "", details: dict | None = None, external_id: str = "",

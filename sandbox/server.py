@@ -12,6 +12,7 @@ Faults apply to vendor paths only, never to the control paths above.
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 import threading
@@ -24,6 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 MAX_BODY = 1 << 20  # 1 MiB; a vendor refuses larger bodies with 413
+logger = logging.getLogger("sandbox")
+# The largest value each whole-number fault takes: a fault must degrade the vendor, not wedge it.
+FAULT_LIMITS = {"rate_limit": 100_000, "latency_ms": 60_000, "session_ttl_s": 30 * 86_400, "churn_per_page": 1_000}
 
 
 @dataclass
@@ -54,8 +58,8 @@ class Faults:
                     raise ValueError(f"{key} must be between 0 and 1")
                 cleaned[key] = float(value)
             else:
-                if value < 0 or value != int(value):
-                    raise ValueError(f"{key} must be a whole number ≥ 0")
+                if value < 0 or value != int(value) or value > FAULT_LIMITS[key]:
+                    raise ValueError(f"{key} must be a whole number from 0 to {FAULT_LIMITS[key]}")
                 cleaned[key] = int(value)
         for key, value in cleaned.items():
             setattr(self, key, value)
@@ -246,12 +250,23 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        srv = self.server
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not declared.isdigit():  # also refuses "-1", which would read until the client hangs up
+            self.close_connection = True
+            return self._write(HttpError(400, "invalid_length", "Content-Length must be a whole number of bytes").response())
+        length = int(declared)
         if length > MAX_BODY:
             self.close_connection = True
             return self._write(HttpError(413, "too_large", "the body is larger than 1 MiB").response())
         body = self.rfile.read(length) if length else b""
+        try:
+            self._route(method, body)
+        except Exception:  # a simulator bug answers 500 like a vendor would; it never takes the server down
+            logger.exception("sandbox: %s %s failed", method, urlsplit(self.path).path)
+            self._write(HttpError(500, "internal_error", "the simulator failed on this request").response())
+
+    def _route(self, method: str, body: bytes) -> None:
+        srv = self.server
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         segments = parts.path.split("/", 2)
@@ -281,8 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(response)
         except HttpError as exc:
             self._write(exc.response())
-        except ValueError as exc:  # a malformed parameter the vendor code rejected
-            self._write(HttpError(400, "invalid", str(exc)).response())
+        except (ValueError, OverflowError) as exc:  # a malformed or out-of-range parameter the vendor code rejected
+            self._write(HttpError(400, "invalid", str(exc)[:300]).response())
 
     def _drop(self) -> None:
         """Close the socket without answering, as a load balancer does when a backend dies."""

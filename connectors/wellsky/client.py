@@ -15,6 +15,9 @@ from connectors.http import VendorHttpClient
 from connectors.wellsky.constants import PAGE_LIMIT, SESSION_COOKIE
 
 LOGIN_ATTEMPTS = 3
+# Why a login starts over: the challenge was used up by an answer that got lost, or (SMS/email) a
+# resent POST /sessions opened a second challenge and the code that came first belongs to the other.
+RESTARTABLE = ("challenge_expired", "invalid_mfa_code")
 
 
 class PortalClient:
@@ -26,13 +29,13 @@ class PortalClient:
         """POST /sessions, then answer the MFA challenge it sets: a TOTP code from the credential's
         secret, or an SMS/email code relayed to /hooks/mfa/. Returns {token, expires_in, cookie, method}.
 
-        When the answer to a challenge is lost on the way back, the retry finds the challenge used up
-        (challenge_expired): the login starts over with a fresh challenge, at most LOGIN_ATTEMPTS times."""
+        When a challenge cannot be answered (see RESTARTABLE) the login starts over with a fresh
+        challenge, at most LOGIN_ATTEMPTS times; a wrong TOTP secret fails all of them, loudly."""
         for attempt in range(1, LOGIN_ATTEMPTS + 1):
             try:
                 return self._login(connection, mfa_timeout_s=mfa_timeout_s, mfa_poll_s=mfa_poll_s, sleep=sleep)
             except AuthenticationFailed as exc:
-                if exc.vendor_code != "challenge_expired" or attempt == LOGIN_ATTEMPTS:
+                if exc.vendor_code not in RESTARTABLE or attempt == LOGIN_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
 
@@ -96,14 +99,40 @@ class PortalClient:
             response = self.http.request("POST", path, json=body, headers={"Idempotency-Key": idempotency_key})
         except FinalError as exc:
             if exc.status in (403, 409, 422) and isinstance(exc.body, dict):  # a rule refused it, not the session
-                details = {k: v for k, v in exc.body.items() if k not in ("code", "detail")}
-                raise WriteRefused(exc.vendor_code or "refused", f"WellSky refused: {exc.body.get('detail', exc.vendor_code)}",
-                                   details=details, status=exc.status) from None
+                raise refusal(exc.vendor_code, exc.body, exc.status) from None
             raise
-        answer = response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            raise FinalError(f"wellsky: POST {path} answered non-JSON") from None
         if not isinstance(answer, dict) or not answer.get("id"):
             raise FinalError(f"wellsky: POST {path} answered without an id")
         return answer
+
+
+def refusal(code: str, body: dict[str, Any], status: int | None) -> WriteRefused:
+    """WellSky's refusal as the hub states it: the rule, what it means, and the figures behind it.
+    WellSky's own free text is not copied (it may quote the patient)."""
+    code = code or "refused"
+    details = {k: body[k] for k in REFUSAL_FIGURES if isinstance(body.get(k), int | float | str) and len(str(body[k])) <= 64}
+    fields = [e["field"] for e in body.get("errors") or [] if isinstance(e, dict) and isinstance(e.get("field"), str)]
+    if fields:
+        details["fields"] = fields[:10]
+    figures = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in details.items() if k != "fields")
+    meaning = REFUSALS.get(code, "WellSky refused the request")
+    return WriteRefused(code, f"WellSky refused: {meaning}" + (f" ({figures})" if figures else ""), details=details, status=status)
+
+
+# What WellSky's refusal codes mean, and the figures its refusals carry that are safe to keep.
+REFUSALS = {
+    "authorization_units_exceeded": "the visit needs more units than the payer authorization has left",
+    "outside_authorization_dates": "the visit falls outside the payer authorization's dates",
+    "no_authorization": "no payer authorization covers this service",
+    "write_not_permitted": "this WellSky account's licence has no API write access",
+    "validation_failed": "WellSky found the request invalid",
+    "idempotency_key_reused": "the idempotency key was used with a different request",
+}
+REFUSAL_FIGURES = ("authorization_id", "units_requested", "units_remaining")
 
 
 def session_cookie(response: httpx.Response) -> str:

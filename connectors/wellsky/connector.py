@@ -24,6 +24,9 @@ from connectors.wellsky.constants import PAGE_LIMIT, SESSION_COOKIE, SOURCE_SYST
 from tenants.choices import MappingCategory
 
 
+COVERAGE_PRIORITIES = (1, 2, 3)  # primary, secondary, tertiary payer
+
+
 class WellSkyOptions(ConnectionOptions):
     mfa_timeout_s: float = Field(default=120.0, gt=0, le=900, description="how long a login waits for a relayed SMS/email code")
 
@@ -52,9 +55,10 @@ class WellSkyConnector(Connector):
         _spec("referrals", "referral", "referrals.read"),
     )
     writes = (
-        WriteSpec("create_patient", "patient", "patients.write"),
-        WriteSpec("submit_referral", "referral", "referrals.write"),
-        WriteSpec("book_appointment", "appointment", "appointments.write"),
+        WriteSpec("create_patient", "patient", "patients.write", required=("family_name", "given_names", "birth_date")),
+        WriteSpec("submit_referral", "referral", "referrals.write", required=("source",)),
+        WriteSpec("book_appointment", "appointment", "appointments.write",
+                  required=("patient", "practitioner", "start", "end", "service_code")),
     )
     retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
     mfa_poll_s: ClassVar[float] = 1.0
@@ -106,7 +110,7 @@ class WellSkyConnector(Connector):
         stamps = [r["updated_at"] for r in data if isinstance(r.get("updated_at"), str)]
         high = max([*stamps, state.get("high_water", ""), state.get("since", "")])
         if resource.name == "coverage":
-            live, deleted = _flatten_coverage(live), [f"{pid}:{n}" for pid in deleted for n in (1, 2, 3)]
+            live, deleted = _flatten_coverage(live), _dropped_coverage(live, deleted)
         next_cursor = body["paging"].get("next_cursor")
         if next_cursor:
             return Page(live, {**state, "cursor": next_cursor, "high_water": high}, done=False, deleted_ids=deleted)
@@ -174,6 +178,16 @@ class WellSkyConnector(Connector):
     def vendor_code(self, category: str, hub_code: str) -> str:
         """The tenant's WellSky code for a hub code (the code mapping read backwards); as given when unmapped."""
         return CodeMapper(self.tenant).source_code(category, SOURCE_SYSTEM, hub_code)
+
+
+def _dropped_coverage(patients: list[dict[str, Any]], deleted_patients: list[str]) -> list[str]:
+    """Coverage rows to tombstone: every priority of a deleted patient, and the priorities a live
+    patient no longer lists (a secondary payer that ended). Deleting ids never stored is a no-op."""
+    gone = [f"{pid}:{n}" for pid in deleted_patients for n in COVERAGE_PRIORITIES]
+    for record in patients:
+        listed = {item.get("priority") for item in record.get("coverage") or [] if isinstance(item, dict)}
+        gone += [f"{record.get('id')}:{n}" for n in COVERAGE_PRIORITIES if n not in listed]
+    return gone
 
 
 def _flatten_coverage(patients: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@ def pcc_ping(request: HttpRequest, connection_id) -> JsonResponse:
         return JsonResponse({"detail": "The ping is larger than 16 KiB."}, status=413)
     try:
         body = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deep enough to exhaust the parser
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
     if not isinstance(body, dict):
         return JsonResponse({"detail": "The body must be a JSON object with resourceType and id."}, status=400)

@@ -77,6 +77,7 @@ VITALS = (
 LANGUAGES = ("English",) * 7 + ("Spanish", "Spanish", "Vietnamese", "Russian", "Somali")
 REFERRAL_SOURCES = ("St. Mary's Hospital", "Riverside Medical Center", "Dr. Patel Family Practice", "Area Agency on Aging",
                     "Lakeview Rehabilitation")
+UNIT_CONSUMING = ("Scheduled", "Completed", "In Progress")  # appointment statuses that use authorization units
 APPOINTMENTS_PER_PATIENT = 7.5
 PAST_VISITS_PER_PATIENT = 4  # appointments k = 0..3 of each patient are in the past
 VISIT_HOURS = range(7, 19)
@@ -145,6 +146,7 @@ class Agency:
         # Appointments booked through the API, per authorization index (the base ones follow from the index).
         self.booked: dict[int, list[int]] = {}
         self._units_used: dict[int, float] = {}
+        self._base_units_cache: dict[int, float] = {}  # both the authorization and its units-used figure need it
 
     # --- helpers ----------------------------------------------------------------------------------
     def rng(self, resource: str, index: int, version: int = 0) -> random.Random:
@@ -211,11 +213,15 @@ class Agency:
         if cached is not None:
             return cached
         appointments = self.tables["appointments"]
-        used = 0.0
-        for index in self.authorization_appointments(authorization):
-            record = appointments.get(index)
-            if record is not None and record["status"] in ("Scheduled", "Completed", "In Progress"):
-                used += float(record["units"])
+        visits = self.authorization_appointments(authorization)
+        if authorization < self.scale and not self.booked.get(authorization) and not any(i in appointments.stamps for i in visits):
+            used = self._base_units(authorization)  # no visit touched since start: the generated figure
+        else:
+            used = 0.0
+            for index in visits:
+                record = appointments.get(index)
+                if record is not None and record["status"] in UNIT_CONSUMING:
+                    used += float(record["units"])
         self._units_used[authorization] = used
         return used
 
@@ -297,27 +303,34 @@ class Agency:
         }
 
     def _base_units(self, authorization: int) -> float:
+        """Units the generated visits of a patient's active authorization use (before any change)."""
+        cached = self._base_units_cache.get(authorization)
+        if cached is None:
+            cached = self._base_units_cache[authorization] = self._count_base_units(authorization)
+        return cached
+
+    def _count_base_units(self, authorization: int) -> float:
         service = self.service_of_patient(authorization)
         total = 0.0
         for index in range(authorization, self.sizes["appointments"], self.scale):
-            fields = self._appointment(index, 0)
-            if fields["status"] in ("Scheduled", "Completed", "In Progress"):
+            if self.base_status(index) in UNIT_CONSUMING:
                 start, end = self.appointment_slot(index)
                 total += self.units_for(service, start, end)
         return total
 
+    def base_status(self, index: int) -> str:
+        """A generated appointment's status, without building the record."""
+        if index // self.scale >= PAST_VISITS_PER_PATIENT:
+            return "Scheduled"
+        if index < self.sizes["encounters"]:
+            return "Completed"
+        return self.rng("appointments", index).choice(("Completed", "Cancelled", "Missed"))
+
     def _appointment(self, index: int, version: int) -> Record:
-        rng = self.rng("appointments", index)
         patient = index % self.scale
-        k = index // self.scale
         start, end = self.appointment_slot(index)
         service = self.service_of_patient(patient)
-        if k >= PAST_VISITS_PER_PATIENT:
-            status = "Scheduled"
-        elif index < self.sizes["encounters"]:
-            status = "Completed"
-        else:
-            status = rng.choice(("Completed", "Cancelled", "Missed"))
+        status = self.base_status(index)
         notes = ""
         if version:  # a change: the office moved a future visit by half an hour (same length, same units)
             if status == "Scheduled":

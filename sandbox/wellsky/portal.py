@@ -23,7 +23,7 @@ from typing import Any
 
 from sandbox.server import HttpError, Request, Response
 from sandbox.table import Record, stamp_of
-from sandbox.wellsky.data import SERVICES, TIME_ZONE_OFFSET, Agency
+from sandbox.wellsky.data import SERVICES, TIME_ZONE_OFFSET, UNIT_CONSUMING, Agency
 
 RESOURCES = ("patients", "practitioners", "locations", "appointments", "encounters", "authorizations", "care-plans", "referrals")
 MAX_LIMIT = 500
@@ -331,7 +331,7 @@ def save_appointment(vendor, body: dict[str, Any]) -> Response:
     authorization = _authorization_for(vendor, body, patient, service, start)
     units = agency.units_for(service, start, end)
     used = agency.units_used(authorization)
-    if existing is not None and appointments.fields(existing)["status"] in ("Scheduled", "Completed", "In Progress"):
+    if existing is not None and appointments.fields(existing)["status"] in UNIT_CONSUMING:
         used -= float(appointments.fields(existing)["units"])
     allowed = float(agency.table("authorizations").fields(authorization)["units_allowed"])
     if used + units > allowed:

@@ -111,7 +111,12 @@ class WellSky:
         account = self.accounts_by_name.get(username)
         if account is None:
             raise HttpError(404, "not_found", f"no account {username!r}")
-        for key in ("relay_url", "mfa", "write"):
+        checks = {"relay_url": lambda v: isinstance(v, str) and (v == "" or v.startswith(("http://", "https://"))),
+                  "mfa": lambda v: v in ("", "totp", "sms", "email"), "write": lambda v: isinstance(v, bool)}
+        for key, valid in checks.items():
+            if key in values and not valid(values[key]):
+                raise HttpError(400, "invalid", f"{key} has a value this account cannot take")
+        for key in checks:
             if key in values:
                 setattr(account, key, values[key])
         return asdict(account)
@@ -241,7 +246,7 @@ class WellSky:
                 raise HttpError(400, "invalid", f"{key} must be a whole number ≥ 0")
             counts[key] = value
         only = spec.get("resource")
-        if only is not None and only not in self.agency.tables:
+        if only is not None and (not isinstance(only, str) or only not in self.agency.tables):
             raise HttpError(400, "invalid", f"resource must be one of {', '.join(self.agency.tables)}")
         rng = self.server.rng if self.server is not None else __import__("random").Random(self.seed)
         done: dict[str, dict[str, list[str]]] = {"created": {}, "changed": {}, "deleted": {}}

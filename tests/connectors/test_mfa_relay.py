@@ -100,8 +100,9 @@ def test_an_oversized_message_is_413(client, connection):
     assert MfaCode.objects.count() == 0
 
 
-def test_a_body_that_is_not_json_is_400(client, connection):
-    response = client.post(url(connection), data="text=482913", content_type="application/json",
+@pytest.mark.parametrize("body", ["text=482913", "[" * 5000 + "]" * 5000], ids=["form", "nested-past-the-parser"])
+def test_a_body_that_is_not_json_is_400(client, connection, body):
+    response = client.post(url(connection), data=body, content_type="application/json",
                            HTTP_X_RELAY_TOKEN=relay_token(connection))
 
     assert response.status_code == 400

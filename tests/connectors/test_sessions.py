@@ -412,3 +412,17 @@ def test_the_jwt_bearer_grant_signs_hs256_with_the_client_secret():
     assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
     claims = jwt.decode(form["assertion"], secret, algorithms=["HS256"], audience=TOKEN_URL)
     assert (claims["iss"], claims["scope"], claims["exp"] - claims["iat"]) == ("welkin-client", "all", 300)
+
+
+@pytest.mark.parametrize(("claimed", "expect_days"), [(10**12, 30), (3600, 0), ("7200", 0), ("soon", None), (-5, None), (float("nan"), None)])
+def test_a_vendor_expires_in_is_clamped_never_fatal(claimed, expect_days):
+    from connectors.sessions import SessionData
+
+    data = SessionData()
+    data.expires_in(claimed)
+
+    if expect_days is None:
+        assert data.expires_at is None
+    else:
+        assert data.expires_at is not None
+        assert abs((data.expires_at - timezone.now()) - timedelta(days=expect_days, seconds=0 if expect_days else float(claimed))) < timedelta(seconds=5)

@@ -74,6 +74,7 @@ def control(sandbox):
 @pytest.mark.parametrize(("body", "message"), [
     ({"error_rate": 2}, "error_rate must be between 0 and 1"),
     ({"rate_limit": -1}, "rate_limit must be a whole number"),
+    ({"latency_ms": 1e300}, "latency_ms must be a whole number from 0 to 60000"),
     ({"latency": 5}, "unknown fault 'latency'"),
     ({"drop_rate": "lots"}, "drop_rate must be a number"),
     ([1, 2], "the body must be a JSON object"),
@@ -140,3 +141,31 @@ def test_manage_py_sandbox_serves_until_terminated():
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def raw_request(sandbox, head: bytes) -> bytes:
+    host, port = sandbox.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(head)
+        return conn.makefile("rb").read()  # the server closes after refusing: read to the end
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-1"])
+def test_a_broken_content_length_is_refused_not_hung_on(sandbox, length):
+    answer = raw_request(sandbox, b"POST /wellsky/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400") and b"Content-Length must be a whole number" in answer
+
+
+def test_hostile_parameters_get_answers_and_the_server_stays_up(sandbox, control):
+    account = next(a for a in control.get("/_sandbox/accounts").json()["wellsky"] if a["username"] == "sunrise.api")
+    opened = control.post("/wellsky/sessions", json={"username": account["username"], "password": account["password"]})
+    auth = {"Authorization": f"Bearer {opened.json()['token']}", "Cookie": f"WSSID={opened.cookies['WSSID']}"}
+    far_past = control.get("/wellsky/patients", params={"updated_since": "0001-01-01T00:00:00+01:00"}, headers=auth)
+    assert far_past.status_code in (200, 400)
+    year_one = control.post("/wellsky/appointments", headers=auth, json={
+        "patient_id": "PT0000001", "practitioner_id": "PR0000001", "service_code": "PCS",
+        "start": "0001-01-01T00:30:00+01:00", "end": "0001-01-01T01:30:00+01:00"})
+    assert 400 <= year_one.status_code < 500
+    assert control.post("/_sandbox/mutate", json={"vendor": "wellsky", "resource": ["patients"], "changes": 1}).status_code == 400
+    assert control.post("/_sandbox/accounts", json={"vendor": "wellsky", "username": "sunrise.sms", "mfa": "pigeon"}).status_code == 400
+    assert control.get("/_sandbox/state").status_code == 200  # still serving

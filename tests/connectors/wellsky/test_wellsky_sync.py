@@ -3,13 +3,15 @@ every fault mode ending with the store equal to the source, incremental changes 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from canonical.models import Appointment, Patient, SourceRecord, UnmappedCode
+from canonical.models import Appointment, Coverage, Patient, SourceRecord, UnmappedCode
 from connectors.auth_flows import relay_token
 from connectors.choices import FailedJobStatus, SessionState
 from connectors.errors import AuthenticationFailed, MfaRequired
-from connectors.http import CALLS
+from connectors.http import CALLS, VendorHttpClient
 from connectors.models import FailedJob, SyncRun, VendorSession
 from connectors.sync import create_runs, pull_record, run_sync
 from connectors.wellsky.connector import WellSkyConnector
@@ -191,3 +193,43 @@ def test_sms_code_that_never_comes_times_out_clearly(tenant_a, sandbox, accounts
     with pytest.raises(MfaRequired, match="no sms code arrived"):
         run_sync(run.pk)
     assert SyncRun.objects.get(pk=run.pk).status == "failed"
+
+
+def test_a_payer_dropped_from_a_patient_is_tombstoned(wellsky, sandbox):
+    sync_all(wellsky, resources=["locations", "patients", "coverage"])
+    patients = sandbox.vendor("wellsky").agency.table("patients")
+    index = next(i for i in patients.live_indices() if len(patients.fields(i)["coverage"]) == 2)
+    pid = patients.id_of(index)
+    assert Coverage.objects.get(source_connection=wellsky, external_id=f"{pid}:2").deleted_at is None
+    fields = patients.fields(index)
+    patients.replace(index, {**fields, "coverage": fields["coverage"][:1]})  # the secondary payer ended
+
+    sync_all(wellsky, resources=["patients", "coverage"])
+
+    assert Coverage.objects.get(source_connection=wellsky, external_id=f"{pid}:2").deleted_at is not None
+    assert Coverage.objects.get(source_connection=wellsky, external_id=f"{pid}:1").deleted_at is None
+
+
+def test_an_sms_login_whose_first_answer_was_lost_starts_over(tenant_a, sandbox, control, accounts, live_server, monkeypatch):
+    """POST /sessions was sent twice (its first answer lost): two challenges, two codes; the code
+    that came first belongs to the first challenge, so the answer fails and the login starts over."""
+    connection = connect(tenant_a, sandbox, accounts["sunrise.sms"])
+    control.post("/_sandbox/accounts", json={"vendor": "wellsky", "username": "sunrise.sms",
+                                             "relay_url": f"{live_server.url}/hooks/mfa/{connection.public_id}/?token={relay_token(connection)}"})
+    request = VendorHttpClient.request
+    resent = []
+
+    def first_login_sent_twice(self, method, url, **kwargs):
+        if url == "/sessions" and not resent:
+            resent.append(request(self, method, url, **kwargs))  # WellSky acted; the answer never came back
+            time.sleep(0.3)  # the first code reaches the relay before the second
+        return request(self, method, url, **kwargs)
+
+    monkeypatch.setattr(VendorHttpClient, "request", first_login_sent_twice)
+
+    sync_all(connection, resources=["practitioners"])
+
+    # two codes for the doubled login, then one per fresh start (a late stale code can cost one more)
+    assert len(control.get("/_sandbox/outbox", params={"channel": "sms"}).json()["messages"]) in (3, 4)
+    session = VendorSession.objects.get(connection=connection)
+    assert (session.state, session.method, session.logins) == ("active", "sms", 1)

@@ -14,6 +14,9 @@ from canonical.models import Appointment, Authorization, Patient, Practitioner, 
 from connectors.choices import WriteStatus
 from connectors.http import CALLS
 from connectors.models import VendorWrite
+from connectors.errors import RetryableError
+from connectors.tasks import perform_write as perform_write_actor
+from connectors.wellsky.client import PortalClient
 from connectors.writes import WriteConflict, perform_write, request_write
 from tenants.choices import AuditAction
 from tenants.models import AuditEvent, Entitlement
@@ -207,7 +210,7 @@ def test_a_read_only_wellsky_licence_refuses_writes_with_its_reason(tenant_a, sa
     done = write(connection, "create_patient", NEW_PATIENT)
 
     assert (done.status, done.rule) == (WriteStatus.REFUSED, "write_not_permitted")
-    assert "has not licensed API writes" in done.error
+    assert done.error == "WellSky refused: this WellSky account's licence has no API write access"
 
 
 def test_a_tenant_without_the_entitlement_is_refused_before_any_call(wellsky):
@@ -247,3 +250,60 @@ def test_staff_see_writes_in_the_admin_and_each_view_is_audited(wellsky, admin_c
     assert (audit.object_id, audit.actor_label, audit.tenant_id) == (str(done.public_id), "staff:root", wellsky.tenant_id)
     writes = AuditEvent.objects.filter(object_type="connectors.vendorwrite", action=AuditAction.CREATE).get()
     assert writes.detail["status"] == "succeeded" and writes.actor_label == "partner:crm"
+
+
+def test_a_retry_after_a_lost_answer_is_not_refused_by_its_own_booking(wellsky, sandbox, control, monkeypatch):
+    """The booking reached WellSky, the answer was lost, a sync brought the new visit in: the retry
+    resends the same key and gets WellSky's first answer instead of a local refusal."""
+    sync_all(wellsky)
+    authorization, practitioner, start = bookable(wellsky)
+    per_hour = 4 if authorization.unit_type == "15min" else 1
+    left = authorization.units_allowed - units_used(authorization)
+    request = booking(authorization, practitioner, start, hours=float(left) / per_hour)  # exactly what is left
+    row, _ = request_write(wellsky, "book_appointment", request, idempotency_key="lost-1")
+    post = PortalClient.post
+    lost = []
+
+    def answer_lost_once(self, path, body, *, idempotency_key):
+        answer = post(self, path, body, idempotency_key=idempotency_key)
+        if not lost:
+            lost.append(answer["id"])
+            raise RetryableError("wellsky: unreachable (RemoteProtocolError)")
+        return answer
+
+    monkeypatch.setattr(PortalClient, "post", answer_lost_once)
+    before = control.get("/_sandbox/state").json()["wellsky"]["appointments"]
+    with pytest.raises(RetryableError):
+        perform_write(row.pk)
+    sync_all(wellsky, resources=["appointments"])  # the new visit is now in the hub and uses the units
+
+    done = perform_write(row.pk)
+
+    assert (done.status, done.rule, done.external_id) == (WriteStatus.SUCCEEDED, "", lost[0])
+    assert control.get("/_sandbox/state").json()["wellsky"]["appointments"] == before + 1
+    assert done.attempts == 2
+
+
+def test_a_request_missing_what_the_operation_needs_is_refused_by_name(wellsky):
+    sync_all(wellsky, resources=["locations", "practitioners", "patients"])
+    patient = Patient.objects.filter(source_connection=wellsky).first()
+
+    done = write(wellsky, "book_appointment", {"patient": str(patient.public_id), "start": "2026-12-01T15:00:00+00:00",
+                                               "end": "2026-12-01T16:00:00+00:00", "service_code": "T1019"})
+
+    assert (done.status, done.rule, done.error) == (WriteStatus.REFUSED, "invalid_request", "practitioner: is required")
+
+
+@pytest.mark.django_db(transaction=True)  # the worker thread has its own database connection
+def test_a_write_the_vendor_keeps_failing_ends_failed_when_the_job_gives_up(wellsky, control, sent, worker, drain, monkeypatch):
+    monkeypatch.setitem(perform_write_actor.options, "min_backoff", 1)
+    monkeypatch.setitem(perform_write_actor.options, "max_backoff", 5)
+    control.post("/_sandbox/faults", json={"error_rate": 1.0})
+    row, _ = request_write(wellsky, "create_patient", NEW_PATIENT, idempotency_key="storm-1")
+
+    perform_write_actor.send(write_id=row.pk)
+    drain("writes", timeout_s=30)
+
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (WriteStatus.FAILED, 7)
+    assert row.error.startswith("gave up after retries: wellsky: server error")
