@@ -18,6 +18,7 @@ LOGIN_ATTEMPTS = 3
 # Why a login starts over: the challenge was used up by an answer that got lost, or (SMS/email) a
 # resent POST /sessions opened a second challenge and the code that came first belongs to the other.
 RESTARTABLE = ("challenge_expired", "invalid_mfa_code")
+CODES_PER_CHALLENGE = 3  # relayed codes tried against one challenge before the login starts over
 
 
 class PortalClient:
@@ -48,20 +49,34 @@ class PortalClient:
         method = "password"
         if answer.get("mfa_required"):
             method = answer.get("method", "")
+            challenge = answer.get("challenge_id", "")
             if method == "totp":
-                code = totp_code(credential.totp_secret)
+                answer = self._post_json("/sessions/mfa", {"challenge_id": challenge, "code": totp_code(credential.totp_secret)})
             elif method in ("sms", "email"):
-                code = wait_for_mfa_code(connection, method, since=started, timeout=mfa_timeout_s, poll=mfa_poll_s, sleep=sleep)
+                answer = self._answer_with_relayed_code(connection, method, challenge, since=started, timeout=mfa_timeout_s,
+                                                        poll=mfa_poll_s, sleep=sleep)
             else:
                 raise MfaRequired(f"WellSky asked for an MFA method the hub cannot answer: {method!r}")
-            answer = self._post_json("/sessions/mfa", {"challenge_id": answer.get("challenge_id", ""), "code": code}, keep=True)
         token = answer.get("token")
         cookie = answer.get("_cookie")
         if not token or not cookie:
             raise AuthenticationFailed("WellSky opened no session (no token or no session cookie in the answer)")
         return {"token": token, "expires_in": answer.get("expires_in"), "cookie": cookie, "method": method}
 
-    def _post_json(self, path: str, body: dict[str, Any], keep: bool = True) -> dict[str, Any]:
+    def _answer_with_relayed_code(self, connection, method: str, challenge: str, *, since, timeout: float, poll: float,
+                                  sleep) -> dict[str, Any]:
+        """Answer with the relayed codes in the order they came, up to CODES_PER_CHALLENGE: when a
+        resent POST /sessions opened a second challenge, the first code belongs to the first one."""
+        for attempt in range(1, CODES_PER_CHALLENGE + 1):
+            code = wait_for_mfa_code(connection, method, since=since, timeout=timeout, poll=poll, sleep=sleep)
+            try:
+                return self._post_json("/sessions/mfa", {"challenge_id": challenge, "code": code})
+            except AuthenticationFailed as exc:
+                if exc.vendor_code != "invalid_mfa_code" or attempt == CODES_PER_CHALLENGE:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.http.request("POST", path, authenticated=False, json=body)
         try:
             answer = response.json()

@@ -23,7 +23,6 @@ from connectors.wellsky.client import PortalClient, session_cookie
 from connectors.wellsky.constants import PAGE_LIMIT, SESSION_COOKIE, SOURCE_SYSTEM
 from tenants.choices import MappingCategory
 
-
 COVERAGE_PRIORITIES = (1, 2, 3)  # primary, secondary, tertiary payer
 
 

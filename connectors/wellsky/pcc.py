@@ -9,9 +9,12 @@ Reading:
   run resumes where it stopped and the next run reads only what changed.
 - shifts (`/v1/appointment/`) cannot be listed: PCC answers only one client's or caregiver's
   shifts within a date window. A run walks this connection's caregivers (synced earlier in the
-  chain) by external id, two 31-day windows each (about −14 … +48 days); the state says which
-  caregiver and window come next. A shift stored under that caregiver and window that the search
-  no longer returns is fetched by id: gone (404/410) it is tombstoned, moved it is updated.
+  chain) by external id, two 31-day windows each (about −14 … +48 days), then its clients the
+  same way for the open shifts, those no caregiver is on (which no caregiver's search returns);
+  a client's shifts that have a caregiver are left to the caregiver walk, which reads them.
+  The state says which caregiver or client and window come next. A shift stored under that
+  caregiver (or, open, under that client) and window that the search no longer returns is
+  fetched by id: gone (404/410) it is tombstoned, moved or staffed it is updated.
 
 Webhooks (`connectors/wellsky/webhooks.py`): PCC posts only `{resourceType, id}`; the hub pulls
 the record with `fetch_one`. PCC signs nothing, so the secret travels in the subscription's URL.
@@ -31,7 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from canonical.codes import CodeMapper
-from canonical.models import Caregiver, Shift
+from canonical.models import Caregiver, Patient, Shift
 from connectors.base import Connector, Page, ResourceSpec
 from connectors.choices import SyncMode
 from connectors.errors import AuthenticationFailed, FinalError
@@ -51,8 +54,12 @@ PING_RESOURCES = {"Patient": "patients", "Practitioner": "practitioners", "Appoi
 CRITERIA = ("patient.created", "practitioner.created", "encounter.clockout.changed", "appointment.changed")
 SHIFT_LOOKBACK_DAYS = 14  # the first window starts this many days before today (the agency's date)
 SHIFT_WINDOW_DAYS = 31  # PCC's largest `days` for one shift search
-SHIFT_WINDOWS = 2  # consecutive windows per caregiver: −14 … +17 and +17 … +48 days
-MAX_SEARCH_PAGES = 50  # pages of one caregiver's window; a caregiver has at most a few per day
+SHIFT_WINDOWS = 2  # consecutive windows per caregiver or client: −14 … +17 and +17 … +48 days
+MAX_SEARCH_PAGES = 50  # pages of one person's window; a caregiver or client has at most a few shifts per day
+# The shift walk: caregivers first, then clients (for the open shifts); the state key, PCC's search parameter, the model.
+SHIFT_WALKS = ("caregiver", "client")
+SEARCH_PARAMETER = {"caregiver": "practitioner", "client": "patient"}
+WALK_MODEL: dict[str, type[Caregiver] | type[Patient]] = {"caregiver": Caregiver, "client": Patient}
 
 
 def webhook_token(connection: Connection) -> str:
@@ -140,28 +147,37 @@ class WellSkyPersonalCareConnector(Connector):
     def normalize(self, resource: ResourceSpec, raw: dict[str, Any], mapper: CodeMapper) -> dict[str, Any]:
         return pcc_mapping.NORMALIZERS[resource.name](raw, mapper)
 
-    # --- shifts: caregiver by caregiver, window by window ------------------------------------------
+    # --- shifts: caregiver by caregiver, then client by client, window by window --------------------
     def _shift_page(self, resource: ResourceSpec, state: dict[str, Any]) -> Page:
-        """One caregiver's window (all its pages): state {caregiver, window, from} names it; {} starts over."""
+        """One caregiver's or client's window (all its pages): state {caregiver|client, window, from}
+        names it; {} starts over. A client's window keeps only its open shifts."""
         anchor = date.fromisoformat(state["from"]) if state.get("from") else self._today() - timedelta(days=SHIFT_LOOKBACK_DAYS)
-        caregiver, window = state.get("caregiver"), int(state.get("window", 0))
-        if caregiver is None:
-            caregiver = self._next_caregiver(after=None)
-            if caregiver is None:
+        window = int(state.get("window", 0))
+        if state.get("client") is not None:
+            walk, person = "client", str(state["client"])
+        elif state.get("caregiver") is not None:
+            walk, person = "caregiver", str(state["caregiver"])
+        else:
+            first = self._next_person(None, after=None)
+            if first is None:
                 return Page([], {}, done=True)
+            (walk, person), window = first, 0
         first_day = anchor + timedelta(days=window * SHIFT_WINDOW_DAYS)
-        records = self._search_shifts(resource, caregiver, first_day)
-        deleted, moved = self._vanished_shifts(caregiver, first_day, {str(r.get("id")) for r in records})
+        records = self._search_shifts(resource, walk, person, first_day)
+        if walk == "client":  # a shift with a caregiver is for the caregiver walk to read (and count)
+            records = [r for r in records if not _staffed(r)]
+        deleted, moved = self._vanished_shifts(walk, person, first_day, {str(r.get("id")) for r in records})
         records += moved
         if window + 1 < SHIFT_WINDOWS:
-            following = {"caregiver": caregiver, "window": window + 1, "from": anchor.isoformat()}
+            following = {walk: person, "window": window + 1, "from": anchor.isoformat()}
         else:
-            after = self._next_caregiver(after=caregiver)
-            following = {"caregiver": after, "window": 0, "from": anchor.isoformat()} if after is not None else {}
+            after = self._next_person(walk, after=person)
+            following = {after[0]: after[1], "window": 0, "from": anchor.isoformat()} if after is not None else {}
         return Page(records, following, done=not following, deleted_ids=deleted)
 
-    def _search_shifts(self, resource: ResourceSpec, caregiver: str, first_day: date) -> list[dict[str, Any]]:
-        params = {"practitioner": caregiver, "start_date": first_day.strftime("%Y%m%d"), "days": SHIFT_WINDOW_DAYS,
+    def _search_shifts(self, resource: ResourceSpec, walk: str, person: str, first_day: date) -> list[dict[str, Any]]:
+        """Every page of one caregiver's (walk "caregiver") or client's (walk "client") shift window."""
+        params = {SEARCH_PARAMETER[walk]: person, "start_date": first_day.strftime("%Y%m%d"), "days": SHIFT_WINDOW_DAYS,
                   "_count": self.page_size(resource)}
         records: list[dict[str, Any]] = []
         for number in range(1, MAX_SEARCH_PAGES + 1):
@@ -169,19 +185,22 @@ class WellSkyPersonalCareConnector(Connector):
             records += bundle.resources
             if not bundle.has_next:
                 return records
-        raise FinalError(f"wellsky_pcc: one caregiver's shift window ran past {MAX_SEARCH_PAGES} pages")
+        raise FinalError(f"wellsky_pcc: one {walk}'s shift window ran past {MAX_SEARCH_PAGES} pages")
 
-    def _vanished_shifts(self, caregiver: str, first_day: date, found: set[str]) -> tuple[list[str], list[dict[str, Any]]]:
-        """Shifts stored under this caregiver in this window that the search did not return: each is
-        fetched by id, since a shift moved to another caregiver or day is no deletion. Returns
-        (ids PCC says are gone, the moved shifts' raw records)."""
+    def _vanished_shifts(self, walk: str, person: str, first_day: date, found: set[str]) -> tuple[list[str], list[dict[str, Any]]]:
+        """Shifts stored under this caregiver (or stored open under this client) in this window that
+        the search did not return (as open, for a client): each is fetched by id, since a shift moved
+        to another caregiver or day, or given a caregiver, is no deletion. Returns (ids PCC says are
+        gone, the moved shifts' raw records)."""
         start = self._local_midnight(first_day)
-        stored = (Shift.objects.filter(tenant=self.tenant, source_connection=self.connection, deleted_at__isnull=True,
-                                       caregiver__external_id=caregiver, start__gte=start,
-                                       start__lt=start + timedelta(days=SHIFT_WINDOW_DAYS))
-                  .exclude(external_id__in=found).order_by("external_id").values_list("external_id", flat=True))
+        stored = Shift.objects.filter(tenant=self.tenant, source_connection=self.connection, deleted_at__isnull=True,
+                                      start__gte=start, start__lt=start + timedelta(days=SHIFT_WINDOW_DAYS))
+        if walk == "client":
+            stored = stored.filter(client__external_id=person, caregiver__isnull=True)
+        else:
+            stored = stored.filter(caregiver__external_id=person)
         gone, moved = [], []
-        for external_id in stored:
+        for external_id in stored.exclude(external_id__in=found).order_by("external_id").values_list("external_id", flat=True):
             raw = self.fetch_one(self.resource("shifts"), external_id)
             if raw is None:
                 gone.append(external_id)
@@ -189,11 +208,18 @@ class WellSkyPersonalCareConnector(Connector):
                 moved.append(raw)
         return gone, moved
 
-    def _next_caregiver(self, *, after: str | None) -> str | None:
-        caregivers = Caregiver.objects.filter(tenant=self.tenant, source_connection=self.connection, deleted_at__isnull=True)
-        if after is not None:
-            caregivers = caregivers.filter(external_id__gt=after)
-        return caregivers.order_by("external_id").values_list("external_id", flat=True).first()
+    def _next_person(self, walk: str | None, *, after: str | None) -> tuple[str, str] | None:
+        """The (walk, external id) to search after `after` in `walk`: the caregivers by external id,
+        then the clients; walk None starts with the first caregiver. None when the walk is over."""
+        walks = SHIFT_WALKS if walk is None else SHIFT_WALKS[SHIFT_WALKS.index(walk):]
+        for name in walks:
+            people = WALK_MODEL[name].objects.filter(tenant=self.tenant, source_connection=self.connection, deleted_at__isnull=True)
+            if name == walk and after is not None:
+                people = people.filter(external_id__gt=after)
+            person = people.order_by("external_id").values_list("external_id", flat=True).first()
+            if person is not None:
+                return name, person
+        return None
 
     def _zone(self):
         try:
@@ -217,6 +243,21 @@ class WellSkyPersonalCareConnector(Connector):
         client = self.client()
         existing = {(s.get("criteria"), (s.get("channel") or {}).get("endpoint") or s.get("endpoint")) for s in client.subscriptions()}
         return [client.subscribe(criteria, endpoint) for criteria in CRITERIA if (criteria, endpoint) not in existing]
+
+
+def _staffed(raw: Any) -> bool:
+    """Whether a raw shift names a caregiver (a Practitioner participant with an id). One whose
+    participants cannot be read counts as open, so a client's walk applies it and triage says why."""
+    participants = raw.get("participant") if isinstance(raw, dict) else None
+    if not isinstance(participants, list):
+        return False
+    for participant in participants:
+        actor = participant.get("actor") if isinstance(participant, dict) else None
+        reference = actor.get("reference") if isinstance(actor, dict) else None
+        kind, _, identifier = reference.partition("/") if isinstance(reference, str) else ("", "", "")
+        if kind == "Practitioner" and identifier:
+            return True
+    return False
 
 
 def _last_updated(raw: Any) -> str:

@@ -324,8 +324,11 @@ def service_concept(code: str) -> dict[str, Any]:
 def render_shift(r: Record) -> dict[str, Any]:
     participants = [{"actor": ref, "status": "accepted"}
                     for ref in (_ref("Patient", r.get("patient_id")), _ref("Practitioner", r.get("practitioner_id"))) if ref]
+    status = APPOINTMENT_STATUS.get(r.get("status"), "proposed")
+    if status == "booked" and not r.get("practitioner_id"):
+        status = "proposed"  # an open shift: scheduled, but no caregiver has it yet
     doc = {
-        "resourceType": "Appointment", "id": r["id"], "meta": _meta(r), "status": APPOINTMENT_STATUS.get(r.get("status"), "proposed"),
+        "resourceType": "Appointment", "id": r["id"], "meta": _meta(r), "status": status,
         "serviceType": [service_concept(r.get("service_code", ""))], "start": r.get("start"), "end": r.get("end"),
         "participant": participants, "location": _ref("Location", r.get("location_id")),
         "authorization": _ref("Authorization", r.get("authorization_id")), "units": r.get("units"),

@@ -18,6 +18,10 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _external_id(row) -> str | None:
+    return row.external_id if row is not None else None
+
+
 def _service(code: str) -> str:
     return SERVICE_MAPPINGS.get(code, code)
 
@@ -85,8 +89,8 @@ def expected_authorization(src: dict) -> dict:
 
 
 def appointment(row: m.Appointment) -> dict:
-    return {"patient": row.patient.external_id, "practitioner": row.practitioner.external_id, "location": row.location.external_id,
-            "authorization": row.authorization.external_id, "start": row.start, "end": row.end, "status": row.status,
+    return {"patient": row.patient.external_id, "practitioner": _external_id(row.practitioner), "location": _external_id(row.location),
+            "authorization": _external_id(row.authorization), "start": row.start, "end": row.end, "status": row.status,
             "service_code": row.service_code, "units": row.units, "visit_type": row.visit_type, "description": row.description}
 
 
@@ -99,7 +103,7 @@ def expected_appointment(src: dict) -> dict:
 
 def encounter(row: m.Encounter) -> dict:
     return {
-        "patient": row.patient.external_id, "practitioner": row.practitioner.external_id, "appointment": row.appointment.external_id,
+        "patient": row.patient.external_id, "practitioner": _external_id(row.practitioner), "appointment": _external_id(row.appointment),
         "status": row.status, "period_start": row.period_start, "period_end": row.period_end,
         "diagnoses": [(d.code, d.display, d.rank) for d in row.diagnoses.order_by("position")],
         "procedures": [(p.code, p.modifiers, p.units) for p in row.procedures.order_by("position")],

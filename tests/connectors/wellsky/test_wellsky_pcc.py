@@ -105,8 +105,11 @@ def stored_patient(row: m.Patient) -> dict:
 
 
 def expected_shift(src: dict) -> dict:
+    status = SHIFT_STATUS[src["status"]]
+    if status == "assigned" and not src["practitioner_id"]:
+        status = "open"  # scheduled, but no caregiver has it yet
     return {"client": src["patient_id"], "caregiver": src["practitioner_id"], "start": _when(src["start"]), "end": _when(src["end"]),
-            "status": SHIFT_STATUS[src["status"]], "service_code": SERVICE_MAPPINGS.get(src["service_code"], src["service_code"])}
+            "status": status, "service_code": SERVICE_MAPPINGS.get(src["service_code"], src["service_code"])}
 
 
 def stored_shift(row: m.Shift) -> dict:
@@ -164,8 +167,8 @@ def test_full_sync_holds_every_resource_field_by_field(pcc, sandbox, control):
     assert all((r.status, r.failed) == (RunStatus.SUCCEEDED, 0) for r in runs)
     assert differences(sandbox, pcc) == []
     assert FailedJob.objects.count() == 0
-    # every shift fell in the windows searched, and each caregiver was searched once per window
-    assert {r.resource: r.pages for r in runs}["shifts"] == 2 * len(source(sandbox, "practitioners"))
+    # every shift fell in the windows searched, and each caregiver, then each client, was searched once per window
+    assert {r.resource: r.pages for r in runs}["shifts"] == 2 * (len(source(sandbox, "practitioners")) + len(source(sandbox, "patients")))
     session = VendorSession.objects.get(connection=pcc)
     assert (session.state, session.method, session.logins) == (SessionState.ACTIVE, "client_credentials", 1)
 
@@ -369,24 +372,92 @@ def test_subscriptions_deliver_pings_that_pull_the_new_record(tenant_a, sandbox,
 
 
 def test_the_shift_windows_cover_two_weeks_back_and_seven_weeks_ahead(pcc, sandbox):
-    sync_all(pcc, resources=["practitioners"])
+    sync_all(pcc, resources=["locations", "practitioners", "patients"])
     connector = WellSkyPersonalCareConnector(pcc)
     spec = connector.resource("shifts")
     state: dict = {}
     searched = []
     original = connector._search_shifts
 
-    def spy(resource, caregiver, first_day):
-        searched.append((caregiver, first_day))
-        return original(resource, caregiver, first_day)
+    def spy(resource, walk, person, first_day):
+        searched.append((walk, person, first_day))
+        return original(resource, walk, person, first_day)
 
     connector._search_shifts = spy
+    states = []
     while True:
         page = connector.fetch_page(spec, state)
         state = page.next_state
+        states.append(state)
         if page.done:
             break
     today = connector._today()
-    caregivers = sorted(source(sandbox, "practitioners"))
-    assert searched == [(c, today + timedelta(days=d)) for c in caregivers for d in (-14, 17)]
+    caregivers, clients = sorted(source(sandbox, "practitioners")), sorted(source(sandbox, "patients"))
+    people = [("caregiver", c) for c in caregivers] + [("client", c) for c in clients]
+    assert searched == [(walk, person, today + timedelta(days=d)) for walk, person in people for d in (-14, 17)]
+    # the position is in the state: after the last caregiver's last window, the first client's first
+    assert states[2 * len(caregivers) - 1] == {"client": clients[0], "window": 0, "from": (today - timedelta(days=14)).isoformat()}
     assert state == {}
+
+
+# --- open shifts: no caregiver on them, so only a client's search finds them ---------------------------------------
+def _set_caregiver(sandbox, shift_id: str, caregiver_id: str | None, **fields) -> None:
+    """What the office does in PCC: take the caregiver off a shift (it is open) or put one on it."""
+    table = sandbox.vendor("wellsky").agency.table("appointments")
+    index = table.index_of(shift_id)
+    table.replace(index, {**table.fields(index), "practitioner_id": caregiver_id, **fields})
+
+
+def _a_future_shift(sandbox, client: int = 3, visit: int = 4) -> dict:
+    """A scheduled visit inside the windows searched: a client's `visit`-th (the first four are past)."""
+    agency = sandbox.vendor("wellsky").agency
+    record = agency.table("appointments").get(visit * agency.scale + client)
+    assert record["status"] == "Scheduled"
+    return record
+
+
+def test_an_open_shift_is_synced_and_then_staffed_without_a_second_shift(pcc, sandbox):
+    shift = _a_future_shift(sandbox)
+    _set_caregiver(sandbox, shift["id"], None)
+
+    runs = {r.resource: r for r in sync_all(pcc)}
+
+    assert differences(sandbox, pcc) == []
+    row = m.Shift.objects.get(source_connection=pcc, external_id=shift["id"])
+    assert (row.caregiver, row.status, row.client.external_id) == (None, "open", shift["patient_id"])
+    # read once (by its client's search), as every staffed shift is read once (by its caregiver's)
+    every = len(source(sandbox, "shifts"))
+    assert (runs["shifts"].fetched, runs["shifts"].created, runs["shifts"].failed) == (every, every, 0)
+
+    caregiver = sorted(source(sandbox, "practitioners"))[-1]
+    _set_caregiver(sandbox, shift["id"], caregiver)
+    shifts_before = m.Shift.objects.filter(source_connection=pcc).count()
+
+    runs = {r.resource: r for r in sync_all(pcc)}
+
+    assert differences(sandbox, pcc) == []
+    row = m.Shift.objects.get(source_connection=pcc, external_id=shift["id"])  # still one shift
+    assert (row.caregiver.external_id, row.status, row.deleted_at) == (caregiver, "assigned", None)
+    assert m.Shift.objects.filter(source_connection=pcc).count() == shifts_before
+    assert (runs["shifts"].created, runs["shifts"].updated, runs["shifts"].deleted) == (0, 1, 0)
+    assert runs["shifts"].fetched == every  # now its caregiver's search reads it; its client's leaves it be
+
+
+def test_an_open_shift_gone_from_its_clients_window_is_read_by_id(pcc, sandbox):
+    deleted, moved = _a_future_shift(sandbox), _a_future_shift(sandbox, client=7, visit=5)
+    for shift in (deleted, moved):
+        _set_caregiver(sandbox, shift["id"], None)
+    sync_all(pcc)
+    table = sandbox.vendor("wellsky").agency.table("appointments")
+    table.delete(table.index_of(deleted["id"]))
+    later = _when(moved["start"]) + timedelta(days=60)  # past the last window: no search finds it any more
+    _set_caregiver(sandbox, moved["id"], None, start=later.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   end=(later + (_when(moved["end"]) - _when(moved["start"]))).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    runs = {r.resource: r for r in sync_all(pcc)}
+
+    assert differences(sandbox, pcc) == []
+    assert m.Shift.objects.get(source_connection=pcc, external_id=deleted["id"]).deleted_at is not None
+    row = m.Shift.objects.get(source_connection=pcc, external_id=moved["id"])
+    assert (row.start, row.caregiver, row.status, row.deleted_at) == (later, None, "open", None)
+    assert (runs["shifts"].created, runs["shifts"].updated, runs["shifts"].deleted) == (0, 1, 1)

@@ -12,9 +12,9 @@ import pytest
 from canonical.authorizations import units_used
 from canonical.models import Appointment, Authorization, Patient, Practitioner, Referral
 from connectors.choices import WriteStatus
+from connectors.errors import RetryableError
 from connectors.http import CALLS
 from connectors.models import VendorWrite
-from connectors.errors import RetryableError
 from connectors.tasks import perform_write as perform_write_actor
 from connectors.wellsky.client import PortalClient
 from connectors.writes import WriteConflict, perform_write, request_write
