@@ -10,10 +10,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from canonical.codes import CodeMapper
 from connectors.errors import InvalidPayload
+from connectors.payloads import parse
 from connectors.wellsky import constants as c
 from tenants.choices import MappingCategory
 
@@ -190,15 +191,6 @@ class RawReferral(_Raw):
     service_code: str = ""
     status: str
     received_at: datetime | None = None
-
-
-def parse(model: type[_Raw], raw: Any) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        path = ".".join(str(part) for part in first["loc"])
-        raise InvalidPayload(f"{path}: {first['msg']}", path=path) from None
 
 
 def _one_of(table: dict[str, str], value: str, field: str) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from canonical.choices import EncounterStatus
 from canonical.codes import CodeMapper
 from connectors.errors import InvalidPayload
+from connectors.payloads import parse
 from connectors.wellsky import constants as c
 from tenants.choices import MappingCategory
 
@@ -149,15 +150,6 @@ class RawEncounter(_Raw):
     period: Period = Period()
     clock_in: Clock = Clock()
     clock_out: Clock = Clock()
-
-
-def parse(model: type[_Raw], raw: Any) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        path = ".".join(str(part) for part in first["loc"])
-        raise InvalidPayload(f"{path}: {first['msg']}", path=path) from None
 
 
 def referenced_id(reference: Reference | None, resource_type: str, path: str) -> str | None:

@@ -40,11 +40,21 @@ def _quick_retries(monkeypatch):
     monkeypatch.setattr(WellSkyConnector, "mfa_poll_s", 0.05)
 
 
-def connect(tenant, sandbox, account: dict, *, entitled=True, options=None):
-    connection = ConnectionFactory(tenant=tenant, vendor="wellsky", base_url=f"{sandbox.url}/wellsky", display_name="WellSky Sunrise",
-                                   options=options or {})
-    CredentialFactory(connection=connection, username=account["username"], password=account["password"],
-                      totp_secret=account["totp_secret"])
+# vendor key -> (path below the sandbox, display name, credential fields it uses)
+SURFACES = {
+    "wellsky": ("/wellsky", "WellSky Sunrise", ("username", "password", "totp_secret")),
+    "wellsky_pcc": ("/wellsky", "WellSky PCC Sunrise", ("client_id", "client_secret")),
+    "wellsky_connect": ("/wellsky/fhir", "WellSky Connect", ("client_id", "client_secret")),
+}
+
+
+def connect(tenant, sandbox, account: dict, *, entitled=True, options=None, vendor="wellsky"):
+    """A connection of `tenant` to one WellSky surface of the sandbox, with the account's credential,
+    every entitlement (tenant-wide) and the service-code mappings."""
+    path, name, fields = SURFACES[vendor]
+    connection = ConnectionFactory(tenant=tenant, vendor=vendor, base_url=f"{sandbox.url}{path}", display_name=name, options=options or {})
+    secrets = dict.fromkeys(("username", "password", "totp_secret", "client_id", "client_secret"), "")
+    CredentialFactory(connection=connection, **{**secrets, **{f: account[f] for f in fields}})
     if entitled:
         for capability in Capability.values:
             EntitlementFactory(tenant=tenant, connection=None, capability=capability)

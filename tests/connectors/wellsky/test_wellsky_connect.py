@@ -25,10 +25,8 @@ from connectors.registry import connector_for
 from connectors.sync import create_runs, pull_record, run_sync
 from connectors.wellsky.connect import WellSkyConnectConnector
 from sandbox.build import build_sandbox
-from tenants.choices import Capability, MappingCategory
-from tests.connectors.wellsky.conftest import SERVICE_MAPPINGS, sync_all
+from tests.connectors.wellsky.conftest import SERVICE_MAPPINGS, connect, sync_all
 from tests.connectors.wellsky.expect import live_source
-from tests.factories import CodeMappingFactory, ConnectionFactory, CredentialFactory, EntitlementFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,16 +39,7 @@ def _quick_retries(monkeypatch):
 
 
 def connect_fhir(tenant, sandbox, account: dict, *, options=None):
-    connection = ConnectionFactory(tenant=tenant, vendor="wellsky_connect", base_url=f"{sandbox.url}/wellsky/fhir",
-                                   display_name="WellSky Connect", options=options or {})
-    CredentialFactory(connection=connection, username="", password="", totp_secret="", client_id=account["client_id"],
-                      client_secret=account["client_secret"])
-    for capability in Capability.values:
-        EntitlementFactory(tenant=tenant, connection=None, capability=capability)
-    for code, target in SERVICE_MAPPINGS.items():
-        CodeMappingFactory(tenant=tenant, category=MappingCategory.SERVICE_CODE, source_system="wellsky", source_code=code,
-                           target_system="HCPCS", target_code=target)
-    return connection
+    return connect(tenant, sandbox, account, options=options, vendor="wellsky_connect")
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from connectors.models import FailedJob, SyncRun, VendorSession
 from connectors.sync import create_runs, pull_record, run_sync
 from connectors.tasks import pull_resource
 from connectors.wellsky.pcc import WellSkyPersonalCareConnector, webhook_token
-from tenants.choices import Capability, MappingCategory
-from tests.connectors.wellsky.conftest import SERVICE_MAPPINGS, sync_all
-from tests.factories import CodeMappingFactory, ConnectionFactory, CredentialFactory, EntitlementFactory
+from tests.connectors.wellsky.conftest import SERVICE_MAPPINGS, connect, sync_all
+from tests.factories import ConnectionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -35,16 +34,8 @@ def _quick_retries(monkeypatch):
 
 
 def connect_pcc(tenant, sandbox, account: dict, *, secret: str | None = None, options=None):
-    connection = ConnectionFactory(tenant=tenant, vendor="wellsky_pcc", base_url=f"{sandbox.url}/wellsky",
-                                   display_name="WellSky PCC Sunrise", options=options or {})
-    CredentialFactory(connection=connection, username="", password="", totp_secret="", client_id=account["client_id"],
-                      client_secret=account["client_secret"] if secret is None else secret)
-    for capability in Capability.values:
-        EntitlementFactory(tenant=tenant, connection=None, capability=capability)
-    for code, target in SERVICE_MAPPINGS.items():
-        CodeMappingFactory(tenant=tenant, category=MappingCategory.SERVICE_CODE, source_system="wellsky", source_code=code,
-                           target_system="HCPCS", target_code=target)
-    return connection
+    account = account if secret is None else {**account, "client_secret": secret}
+    return connect(tenant, sandbox, account, options=options, vendor="wellsky_pcc")
 
 
 @pytest.fixture
