@@ -36,7 +36,7 @@ from django.utils import timezone
 from canonical.codes import CodeMapper
 from canonical.models import Caregiver, Patient, Shift
 from connectors.base import Connector, Page, ResourceSpec
-from connectors.choices import SyncMode
+from connectors.choices import LoginMethod, SyncMode
 from connectors.errors import AuthenticationFailed, FinalError
 from connectors.http import RetryPolicy, VendorHttpClient
 from connectors.ratelimit import RateLimit
@@ -116,7 +116,7 @@ class WellSkyPersonalCareConnector(Connector):
         except ObjectDoesNotExist:
             raise AuthenticationFailed("the connection has no credential; enter the PCC client id and secret") from None
         answer = self.client().token(credential.client_id, credential.client_secret)
-        session.method = "client_credentials"
+        session.method = LoginMethod.OAUTH2
         session.access_token = answer["access_token"]
         session.expires_in(answer.get("expires_in"))
 

@@ -161,7 +161,7 @@ def test_full_sync_holds_every_resource_field_by_field(pcc, sandbox, control):
     # every shift fell in the windows searched, and each caregiver, then each client, was searched once per window
     assert {r.resource: r.pages for r in runs}["shifts"] == 2 * (len(source(sandbox, "practitioners")) + len(source(sandbox, "patients")))
     session = VendorSession.objects.get(connection=pcc)
-    assert (session.state, session.method, session.logins) == (SessionState.ACTIVE, "client_credentials", 1)
+    assert (session.state, session.method, session.logins) == (SessionState.ACTIVE, "oauth2", 1)
 
 
 def test_incremental_sync_brings_exactly_the_changes(pcc, sandbox, control):
