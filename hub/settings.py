@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "tenants",
     "canonical",
     "connectors",
+    "reconciliation",
     "sandbox",  # only for `manage.py sandbox`; the hub never imports it
 ]
 

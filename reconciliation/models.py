@@ -1,0 +1,191 @@
+"""Claims the hub sends and the remittances (835) that pay them.
+
+A remittance file is kept raw, once per tenant (by its SHA-256); each ST/SE transaction in it is a
+Remittance, unique per tenant by payer and trace number, so the same check is never posted twice.
+Money is Decimal to the cent; clinical and financial foreign keys PROTECT.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from canonical.ids import uuid7
+from reconciliation.choices import AdjustmentGroup, ClaimStatus
+from tenants.models import Tenant
+
+_PROTECT = models.PROTECT
+MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+class Claim(models.Model):
+    """One professional (837P) or institutional (837I) claim, CLM01 = patient control number."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=_PROTECT, related_name="+")
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
+    patient = models.ForeignKey("canonical.Patient", on_delete=_PROTECT, related_name="claims")
+    coverage = models.ForeignKey("canonical.Coverage", on_delete=_PROTECT, null=True, blank=True, related_name="claims")
+    encounters = models.ManyToManyField("canonical.Encounter", blank=True, related_name="claims")
+    payer_name = models.CharField(max_length=200)
+    payer_id = models.CharField(max_length=80)
+    kind = models.CharField(max_length=1, choices=[("P", "Professional (837P)"), ("I", "Institutional (837I)")], default="P")
+    patient_control_number = models.CharField(max_length=38, help_text="CLM01, echoed as CLP01 in the 835.")
+    frequency_code = models.CharField(max_length=1, default="1", help_text="1 original, 7 replacement, 8 void.")
+    place_of_service = models.CharField(max_length=2, default="12", help_text="12 = home.")
+    total_charge = models.DecimalField(**MONEY)
+    payer_claim_control_number = models.CharField(max_length=50, blank=True, help_text="CLP07 of the payer's first answer.")
+    status = models.CharField(max_length=16, choices=ClaimStatus.choices, default=ClaimStatus.DRAFT)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "patient_control_number"], name="claim_unique_pcn")]
+        indexes = [models.Index(fields=["tenant", "status"], name="claim_tenant_status")]
+
+    def __str__(self) -> str:
+        return f"claim {self.patient_control_number} ({self.status})"
+
+
+class ClaimLine(models.Model):
+    """One service line (SV1/SV2)."""
+
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    procedure_code = models.CharField(max_length=10)
+    modifiers = models.JSONField(default=list, blank=True)
+    units = models.DecimalField(max_digits=10, decimal_places=2)
+    charge = models.DecimalField(**MONEY)
+    service_date = models.DateField()
+    revenue_code = models.CharField(max_length=4, blank=True, help_text="837I only.")
+    authorization = models.ForeignKey("canonical.Authorization", on_delete=_PROTECT, null=True, blank=True, related_name="claim_lines")
+    line_control_number = models.CharField(max_length=50, blank=True, help_text="REF*6R, echoed in the 835.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["claim", "position"], name="claimline_unique_position")]
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"line {self.position}: {self.procedure_code}"
+
+
+class RemittanceFile(models.Model):
+    """An 835 file as it came, kept once per tenant: re-importing the same bytes changes nothing."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=_PROTECT, related_name="+")
+    name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64)
+    body = models.TextField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "sha256"], name="remittancefile_unique_body")]
+
+    def __str__(self) -> str:
+        return self.name or self.sha256[:12]
+
+
+class Remittance(models.Model):
+    """One 835 transaction set: one payment (or notice) from one payer."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=_PROTECT, related_name="+")
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
+    file = models.ForeignKey(RemittanceFile, on_delete=_PROTECT, related_name="remittances")
+    control_number = models.CharField(max_length=9, help_text="ST02.")
+    payer_name = models.CharField(max_length=200, blank=True)
+    payer_id = models.CharField(max_length=80, blank=True)
+    payee_name = models.CharField(max_length=200, blank=True)
+    payee_id = models.CharField(max_length=80, blank=True)
+    payment_amount = models.DecimalField(**MONEY, help_text="BPR02.")
+    credit_debit = models.CharField(max_length=1, default="C")
+    payment_method = models.CharField(max_length=3, help_text="BPR04: ACH, CHK, NON, FWT, BOP.")
+    payment_date = models.DateField(null=True, blank=True)
+    trace_number = models.CharField(max_length=50, help_text="TRN02: EFT trace or check number.")
+    trace_originator = models.CharField(max_length=10, blank=True, help_text="TRN03: the payer's company id.")
+    balanced = models.BooleanField(default=True)
+    difference = models.DecimalField(**MONEY, default=0, help_text="BPR02 − (Σ CLP04 − Σ PLB).")
+    imported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "trace_originator", "trace_number"], name="remittance_unique_trace")]
+
+    def __str__(self) -> str:
+        return f"{self.payer_name} {self.trace_number}"
+
+
+class RemittanceClaim(models.Model):
+    """One CLP loop: the payer's answer for one claim."""
+
+    remittance = models.ForeignKey(Remittance, on_delete=models.CASCADE, related_name="claims")
+    position = models.PositiveIntegerField()
+    patient_control_number = models.CharField(max_length=38, db_index=True)
+    status_code = models.CharField(max_length=2, help_text="CLP02: 1 primary, 2 secondary, 4 denied, 22 reversal, …")
+    charge = models.DecimalField(**MONEY)
+    paid = models.DecimalField(**MONEY)
+    patient_responsibility = models.DecimalField(**MONEY, default=0)
+    payer_claim_control_number = models.CharField(max_length=50, blank=True)
+    filing_indicator = models.CharField(max_length=2, blank=True)
+    member_id = models.CharField(max_length=80, blank=True)
+    patient_last_name = models.CharField(max_length=100, blank=True)
+    patient_first_name = models.CharField(max_length=100, blank=True)
+    service_date_from = models.DateField(null=True, blank=True)
+    service_date_to = models.DateField(null=True, blank=True)
+    remark_codes = models.JSONField(default=list, blank=True, help_text="RARC from MIA/MOA.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["remittance", "position"], name="remittanceclaim_unique_position")]
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"CLP {self.patient_control_number}"
+
+
+class RemittanceLine(models.Model):
+    """One SVC loop."""
+
+    claim = models.ForeignKey(RemittanceClaim, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    procedure_qualifier = models.CharField(max_length=2, default="HC")
+    procedure_code = models.CharField(max_length=48)
+    modifiers = models.JSONField(default=list, blank=True)
+    charge = models.DecimalField(**MONEY)
+    paid = models.DecimalField(**MONEY)
+    units = models.DecimalField(max_digits=10, decimal_places=2, default=1)
+    service_date = models.DateField(null=True, blank=True)
+    line_control_number = models.CharField(max_length=50, blank=True)
+    remark_codes = models.JSONField(default=list, blank=True, help_text="LQ*HE (RARC).")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["claim", "position"], name="remittanceline_unique_position")]
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"SVC {self.procedure_code}"
+
+
+class Adjustment(models.Model):
+    """One CAS triple, at claim level (line empty) or line level."""
+
+    claim = models.ForeignKey(RemittanceClaim, on_delete=models.CASCADE, related_name="adjustments")
+    line = models.ForeignKey(RemittanceLine, on_delete=models.CASCADE, null=True, blank=True, related_name="adjustments")
+    group = models.CharField(max_length=2, choices=AdjustmentGroup.choices)
+    reason = models.CharField(max_length=5, help_text="CARC.")
+    amount = models.DecimalField(**MONEY)
+    quantity = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.group}-{self.reason} {self.amount}"
+
+
+class ProviderAdjustment(models.Model):
+    """One PLB amount: interest (L6), forward balance (FB), withholding…; positive reduces the payment."""
+
+    remittance = models.ForeignKey(Remittance, on_delete=models.CASCADE, related_name="provider_adjustments")
+    provider_id = models.CharField(max_length=50)
+    fiscal_period_date = models.DateField()
+    reason = models.CharField(max_length=2)
+    reference = models.CharField(max_length=50, blank=True)
+    amount = models.DecimalField(**MONEY)
+
+    def __str__(self) -> str:
+        return f"PLB {self.reason} {self.amount}"

@@ -1,0 +1,136 @@
+"""Importing 835 remittances: parse, keep the file once, store each transaction once, check the balance.
+
+    summary = import_remittance_file(tenant=t, body=data, name="era.835", actor_label="staff:ann")
+
+A file that does not parse raises X12Error (naming segment and element) and stores nothing. The
+same file imported again changes nothing; a transaction whose payer trace number was imported
+before (from any file) is reported and not stored twice: a check is never posted twice.
+Matching to claims and posting come after this step (see the issue 6 note).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from formats.x12.era835 import EraClaim, Remittance835, balance_difference, parse_835
+from reconciliation.models import (
+    Adjustment,
+    ProviderAdjustment,
+    Remittance,
+    RemittanceClaim,
+    RemittanceFile,
+    RemittanceLine,
+)
+from tenants.audit import record_audit
+from tenants.choices import AuditAction
+from tenants.models import Tenant
+
+CENT = Decimal("0.01")
+
+
+@dataclass
+class ImportSummary:
+    file_id: int
+    new_file: bool
+    remittances: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def decode(body: bytes | str) -> tuple[str, bytes]:
+    """The text and the exact bytes (for the hash). X12 is ASCII; Latin-1 never fails to decode."""
+    if isinstance(body, str):
+        return body, body.encode("utf-8")
+    try:
+        return body.decode("utf-8"), body
+    except UnicodeDecodeError:
+        return body.decode("latin-1"), body
+
+
+def import_remittance_file(*, tenant: Tenant, body: bytes | str, name: str = "", actor_label: str = "system") -> ImportSummary:
+    text, raw = decode(body)
+    parsed = parse_835(text)  # X12Error propagates: nothing is stored
+    digest = hashlib.sha256(raw).hexdigest()
+    with transaction.atomic():
+        file, new_file = RemittanceFile.objects.get_or_create(tenant=tenant, sha256=digest, defaults={"name": name[:255], "body": text})
+        summary = ImportSummary(file_id=file.pk, new_file=new_file)
+        for era in parsed:
+            existing = Remittance.objects.filter(tenant=tenant, trace_originator=era.trace_originator, trace_number=era.trace_number).first()
+            if existing is not None:
+                if existing.file_id != file.pk:
+                    summary.problems.append(
+                        f"transaction {era.control_number}: trace number {era.trace_number} was imported before "
+                        f"(remittance {existing.public_id}); not stored twice")
+                summary.remittances.append(describe(era))
+                continue
+            store(tenant, file, era)
+            summary.remittances.append(describe(era))
+        if new_file:
+            record_audit(AuditAction.IMPORT, object_type="reconciliation.remittancefile", object_id=file.pk, tenant=tenant,
+                         actor_label=actor_label, detail={"sha256": digest, "transactions": len(parsed)})
+    return summary
+
+
+def store(tenant: Tenant, file: RemittanceFile, era: Remittance835) -> Remittance:
+    difference = balance_difference(era)
+    remittance = Remittance.objects.create(
+        tenant=tenant, file=file, control_number=era.control_number, payer_name=era.payer.name, payer_id=era.payer.id,
+        payee_name=era.payee.name, payee_id=era.payee.id, payment_amount=era.payment_amount, credit_debit=era.credit_debit,
+        payment_method=era.payment_method, payment_date=era.payment_date, trace_number=era.trace_number,
+        trace_originator=era.trace_originator, balanced=difference == 0, difference=difference,
+    )
+    for position, claim in enumerate(era.claims, start=1):
+        _store_claim(remittance, position, claim)
+    ProviderAdjustment.objects.bulk_create([
+        ProviderAdjustment(remittance=remittance, provider_id=plb.provider_id, fiscal_period_date=plb.fiscal_period_date,
+                           reason=plb.reason, reference=plb.reference, amount=plb.amount)
+        for plb in era.provider_adjustments
+    ])
+    return remittance
+
+
+def _store_claim(remittance: Remittance, position: int, era_claim: EraClaim) -> RemittanceClaim:
+    patient = era_claim.patient
+    row = RemittanceClaim.objects.create(
+        remittance=remittance, position=position, patient_control_number=era_claim.patient_control_number,
+        status_code=era_claim.status_code, charge=era_claim.charge, paid=era_claim.paid,
+        patient_responsibility=era_claim.patient_responsibility, payer_claim_control_number=era_claim.payer_claim_control_number,
+        filing_indicator=era_claim.filing_indicator, member_id=patient.id if patient else "",
+        patient_last_name=patient.last_name if patient else "", patient_first_name=patient.first_name if patient else "",
+        service_date_from=era_claim.statement_from, service_date_to=era_claim.statement_to, remark_codes=list(era_claim.remark_codes),
+    )
+    adjustments = [Adjustment(claim=row, group=a.group, reason=a.reason, amount=a.amount, quantity=a.quantity) for a in era_claim.adjustments]
+    for line_position, line in enumerate(era_claim.lines, start=1):
+        line_row = RemittanceLine.objects.create(
+            claim=row, position=line_position, procedure_qualifier=line.procedure.qualifier, procedure_code=line.procedure.code,
+            modifiers=list(line.procedure.modifiers), charge=line.charge, paid=line.paid, units=line.units,
+            service_date=line.service_date_from, line_control_number=line.control_number, remark_codes=list(line.remark_codes),
+        )
+        adjustments += [Adjustment(claim=row, line=line_row, group=a.group, reason=a.reason, amount=a.amount, quantity=a.quantity)
+                        for a in line.adjustments]
+    Adjustment.objects.bulk_create(adjustments)
+    return row
+
+
+def describe(era: Remittance835) -> dict[str, Any]:
+    """A transaction as `import_era --json` reports it: amounts as strings with two decimals."""
+    by_group: dict[str, Decimal] = defaultdict(Decimal)
+    for claim in era.claims:
+        for adjustment in claim.adjustments + [a for line in claim.lines for a in line.adjustments]:
+            by_group[adjustment.group] += adjustment.amount
+    difference = balance_difference(era)
+    return {
+        "payer": era.payer.name, "trace_number": era.trace_number, "payment_amount": money(era.payment_amount),
+        "payment_method": era.payment_method, "claims": len(era.claims), "total_paid": money(era.total_paid),
+        "adjustments": {group: money(amount) for group, amount in sorted(by_group.items())},
+        "provider_adjustments": money(era.provider_adjustment_total), "balanced": difference == 0, "difference": money(difference),
+    }
+
+
+def money(amount: Decimal) -> str:
+    return str(amount.quantize(CENT))
