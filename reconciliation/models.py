@@ -7,11 +7,12 @@ Money is Decimal to the cent; clinical and financial foreign keys PROTECT.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from canonical.ids import uuid7
-from reconciliation.choices import AdjustmentGroup, ClaimStatus
+from reconciliation.choices import AdjustmentGroup, ClaimStatus, MatchMethod, MatchStatus, PostingKind
 from tenants.models import Tenant
 
 _PROTECT = models.PROTECT
@@ -189,3 +190,43 @@ class ProviderAdjustment(models.Model):
 
     def __str__(self) -> str:
         return f"PLB {self.reason} {self.amount}"
+
+
+class Match(models.Model):
+    """Which claim a remittance claim (CLP) pays, how it was found, and how sure."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=_PROTECT, related_name="+")
+    remittance_claim = models.OneToOneField(RemittanceClaim, on_delete=models.CASCADE, related_name="match")
+    claim = models.ForeignKey(Claim, on_delete=_PROTECT, null=True, blank=True, related_name="matches")
+    method = models.CharField(max_length=20, choices=MatchMethod.choices, blank=True)
+    confidence = models.DecimalField(max_digits=3, decimal_places=2, default=0)
+    status = models.CharField(max_length=12, choices=MatchStatus.choices)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=_PROTECT, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "status"], name="match_tenant_status")]
+
+    def __str__(self) -> str:
+        return f"{self.remittance_claim} → {self.claim or '—'} ({self.status})"
+
+
+class Posting(models.Model):
+    """One amount posted to a claim from a remittance claim. A reversal posts the negatives of
+    what it undoes, each pointing at the posting it reverses; nothing is ever edited or deleted."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=_PROTECT, related_name="+")
+    claim = models.ForeignKey(Claim, on_delete=_PROTECT, related_name="postings")
+    remittance_claim = models.ForeignKey(RemittanceClaim, on_delete=_PROTECT, related_name="postings")
+    kind = models.CharField(max_length=24, choices=PostingKind.choices)
+    group = models.CharField(max_length=2, blank=True)
+    reason = models.CharField(max_length=5, blank=True, help_text="CARC (adjustments and denials).")
+    amount = models.DecimalField(**MONEY)
+    reverses = models.OneToOneField("self", on_delete=_PROTECT, null=True, blank=True, related_name="reversed_by")
+    posted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["claim", "kind"], name="posting_claim_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount}"

@@ -5,7 +5,7 @@
 A file that does not parse raises X12Error (naming segment and element) and stores nothing. The
 same file imported again changes nothing; a transaction whose payer trace number was imported
 before (from any file) is reported and not stored twice: a check is never posted twice.
-Matching to claims and posting come after this step (see the issue 6 note).
+Each new transaction is then matched to claims (reconciliation.matching) and posted (reconciliation.posting).
 """
 
 from __future__ import annotations
@@ -19,14 +19,18 @@ from typing import Any
 from django.db import transaction
 
 from formats.x12.era835 import EraClaim, Remittance835, balance_difference, parse_835
+from reconciliation.choices import MatchStatus
+from reconciliation.matching import match_remittance
 from reconciliation.models import (
     Adjustment,
+    Match,
     ProviderAdjustment,
     Remittance,
     RemittanceClaim,
     RemittanceFile,
     RemittanceLine,
 )
+from reconciliation.posting import post_remittance
 from tenants.audit import record_audit
 from tenants.choices import AuditAction
 from tenants.models import Tenant
@@ -66,10 +70,12 @@ def import_remittance_file(*, tenant: Tenant, body: bytes | str, name: str = "",
                     summary.problems.append(
                         f"transaction {era.control_number}: trace number {era.trace_number} was imported before "
                         f"(remittance {existing.public_id}); not stored twice")
-                summary.remittances.append(describe(era))
+                summary.remittances.append(describe(era, existing))
                 continue
-            store(tenant, file, era)
-            summary.remittances.append(describe(era))
+            remittance = store(tenant, file, era)
+            match_remittance(remittance)
+            post_remittance(remittance)
+            summary.remittances.append(describe(era, remittance))
         if new_file:
             record_audit(AuditAction.IMPORT, object_type="reconciliation.remittancefile", object_id=file.pk, tenant=tenant,
                          actor_label=actor_label, detail={"sha256": digest, "transactions": len(parsed)})
@@ -117,7 +123,7 @@ def _store_claim(remittance: Remittance, position: int, era_claim: EraClaim) -> 
     return row
 
 
-def describe(era: Remittance835) -> dict[str, Any]:
+def describe(era: Remittance835, remittance: Remittance) -> dict[str, Any]:
     """A transaction as `import_era --json` reports it: amounts as strings with two decimals."""
     by_group: dict[str, Decimal] = defaultdict(Decimal)
     for claim in era.claims:
@@ -126,7 +132,10 @@ def describe(era: Remittance835) -> dict[str, Any]:
     difference = balance_difference(era)
     return {
         "payer": era.payer.name, "trace_number": era.trace_number, "payment_amount": money(era.payment_amount),
-        "payment_method": era.payment_method, "claims": len(era.claims), "total_paid": money(era.total_paid),
+        "payment_method": era.payment_method, "claims": len(era.claims),
+        "matched": Match.objects.filter(remittance_claim__remittance=remittance, status=MatchStatus.CONFIRMED).count(),
+        "unmatched": Match.objects.filter(remittance_claim__remittance=remittance).exclude(status=MatchStatus.CONFIRMED).count(),
+        "total_paid": money(era.total_paid),
         "adjustments": {group: money(amount) for group, amount in sorted(by_group.items())},
         "provider_adjustments": money(era.provider_adjustment_total), "balanced": difference == 0, "difference": money(difference),
     }
