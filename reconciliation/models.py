@@ -230,3 +230,24 @@ class Posting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount}"
+
+
+class BillingProfile(models.Model):
+    """How a tenant bills: the billing provider on its 837s, the clearinghouse ids, the worklist's threshold."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="billing_profile")
+    organization_name = models.CharField(max_length=60)
+    npi = models.CharField(max_length=10, verbose_name="NPI")
+    tax_id = models.CharField(max_length=9, help_text="EIN, nine digits.")
+    address_line1 = models.CharField(max_length=55)
+    city = models.CharField(max_length=30)
+    state = models.CharField(max_length=2)
+    postal_code = models.CharField(max_length=9, help_text="ZIP+4, nine digits (837 billing provider).")
+    phone = models.CharField(max_length=10, blank=True)
+    submitter_id = models.CharField(max_length=15, help_text="ISA06/GS02: our id at the clearinghouse.")
+    receiver_id = models.CharField(max_length=15, help_text="ISA08/GS03: the clearinghouse's id.")
+    receiver_name = models.CharField(max_length=60)
+    unpaid_after_days = models.PositiveIntegerField(default=45, help_text="Submitted claims unpaid this long go to the worklist.")
+
+    def __str__(self) -> str:
+        return f"billing profile of {self.tenant}"
