@@ -163,3 +163,22 @@ def test_import_era_prints_the_summary_as_json_and_refuses_a_broken_file(tenant_
     broken.write_bytes(fixture("835_two_claims_paid.edi").replace(b"CLP*PCN1002*1*120*95.5*", b"CLP*PCN1002*1*120*ninety*"))
     with pytest.raises(CommandError, match=r"segment \d+ \(CLP\), element CLP04: .* nothing was imported"):
         call_command("import_era", str(broken), tenant=tenant_a.slug, json=True, stdout=io.StringIO())
+
+
+def test_a_claim_split_by_the_payer_across_two_remittances_is_partially_then_fully_paid(tenant_a, patients):
+    split = claim(tenant_a, patients["p1"], "PCN2001", "150", date(2025, 1, 15), code="99203")
+    # The payer split the claim: 100 of its charge answered in one remittance, the other 50 in the next.
+    first = ORIGINAL_PAYMENT.replace("BPR*I*100*", "BPR*I*80*").replace("CLP*PCN2001*1*150*100*50*", "CLP*PCN2001*1*100*80*0*") \
+        .replace("SVC*HC:99203*150*100~", "SVC*HC:99203*100*80~").replace("CAS*PR*1*50~", "CAS*CO*45*20~")
+    second = ORIGINAL_PAYMENT.replace("TRN*1*CHK10001*", "TRN*1*CHK10002*").replace("BPR*I*100*", "BPR*I*40*") \
+        .replace("CLP*PCN2001*1*150*100*50*", "CLP*PCN2001*1*50*40*10*").replace("SVC*HC:99203*150*100~", "SVC*HC:99203*50*40~") \
+        .replace("CAS*PR*1*50~", "CAS*PR*2*10~")
+
+    import_remittance_file(tenant=tenant_a, body=first)
+    split.refresh_from_db()
+    assert split.status == ClaimStatus.PARTIALLY_PAID
+    import_remittance_file(tenant=tenant_a, body=second)
+
+    split.refresh_from_db()
+    assert totals(split) == {"payment": Decimal("120.00"), "contractual": Decimal("20.00"), "patient_responsibility": Decimal("10.00")}
+    assert split.status == ClaimStatus.PAID
