@@ -182,3 +182,14 @@ def test_a_claim_split_by_the_payer_across_two_remittances_is_partially_then_ful
     split.refresh_from_db()
     assert totals(split) == {"payment": Decimal("120.00"), "contractual": Decimal("20.00"), "patient_responsibility": Decimal("10.00")}
     assert split.status == ClaimStatus.PAID
+
+
+def test_a_claim_left_wholly_to_the_patient_is_settled(tenant_a, patients):
+    copay_only = claim(tenant_a, patients["p1"], "PCN2001", "150", date(2025, 1, 15), code="99203")
+    all_to_patient = ORIGINAL_PAYMENT.replace("BPR*I*100*", "BPR*I*0*").replace("CLP*PCN2001*1*150*100*50*", "CLP*PCN2001*1*150*0*150*") \
+        .replace("SVC*HC:99203*150*100~", "SVC*HC:99203*150*0~").replace("CAS*PR*1*50~", "CAS*PR*1*150~")
+
+    import_remittance_file(tenant=tenant_a, body=all_to_patient)
+
+    copay_only.refresh_from_db()
+    assert (copay_only.status, totals(copay_only)) == (ClaimStatus.PAID, {"patient_responsibility": Decimal("150.00")})
