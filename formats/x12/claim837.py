@@ -171,19 +171,8 @@ def _write(
     if not claims:
         raise ValueError("an 837 needs at least one claim")
     created_at = created_at or now()
-    envelope = Envelope(
-        sender_id=submitter.interchange_id,
-        receiver_id=receiver.interchange_id,
-        sender_qualifier=submitter.interchange_id_qualifier,
-        receiver_qualifier=receiver.interchange_id_qualifier,
-        application_sender=submitter.application_code,
-        application_receiver=receiver.application_code,
-        control_number=control_number,
-        functional_id=CLAIM_FUNCTIONAL_ID,
-        version=version,
-        created_at=created_at,
-        usage_indicator=usage_indicator,
-    )
+    envelope = Envelope.between(submitter, receiver, control_number=control_number, functional_id=CLAIM_FUNCTIONAL_ID, version=version,
+                                created_at=created_at, usage_indicator=usage_indicator)
     reference = reference or str(control_number)
     transactions = []
     for start in range(0, len(claims), MAX_CLAIMS_PER_TRANSACTION):

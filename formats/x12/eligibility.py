@@ -204,19 +204,8 @@ def write_270(
             raise ValueError("give originating_company_id (TRN03) or a provider with a 9-digit tax id")
         originating_company_id = f"1{provider.tax_id}"
     created_at = created_at or now()
-    envelope = Envelope(
-        sender_id=submitter.interchange_id,
-        receiver_id=receiver.interchange_id,
-        sender_qualifier=submitter.interchange_id_qualifier,
-        receiver_qualifier=receiver.interchange_id_qualifier,
-        application_sender=submitter.application_code,
-        application_receiver=receiver.application_code,
-        control_number=control_number,
-        functional_id=INQUIRY_FUNCTIONAL_ID,
-        version=ELIGIBILITY_VERSION,
-        created_at=created_at,
-        usage_indicator=usage_indicator,
-    )
+    envelope = Envelope.between(submitter, receiver, control_number=control_number, functional_id=INQUIRY_FUNCTIONAL_ID, version=ELIGIBILITY_VERSION,
+                                created_at=created_at, usage_indicator=usage_indicator)
     if provider.is_person:
         provider_name = ("1", provider.last_name, provider.first_name, provider.middle_name)
     else:

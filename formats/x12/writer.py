@@ -177,6 +177,18 @@ class Envelope:
     usage_indicator: str = "T"
     acknowledgment_requested: bool = False
 
+    @classmethod
+    def between(cls, submitter, receiver, *, control_number: int, functional_id: str, version: str, created_at: datetime,
+                usage_indicator: str = "T") -> Envelope:
+        """The envelope from a submitter to a receiver (formats.x12.model), as every writer here needs it."""
+        return cls(
+            sender_id=submitter.interchange_id, receiver_id=receiver.interchange_id,
+            sender_qualifier=submitter.interchange_id_qualifier, receiver_qualifier=receiver.interchange_id_qualifier,
+            application_sender=submitter.application_code, application_receiver=receiver.application_code,
+            control_number=control_number, functional_id=functional_id, version=version, created_at=created_at,
+            usage_indicator=usage_indicator,
+        )
+
     def __post_init__(self) -> None:
         if not 1 <= self.control_number <= MAX_INTERCHANGE_CONTROL_NUMBER:
             raise ValueError(f"control number must be 1 to {MAX_INTERCHANGE_CONTROL_NUMBER}, got {self.control_number}")
