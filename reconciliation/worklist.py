@@ -79,13 +79,14 @@ def _partially_paid(tenant_ids) -> Section:
 def _unpaid(tenant_ids, now: datetime) -> Section:
     section = Section("unpaid", "Submitted claims unpaid past the threshold", ("tenant", "claim", "payer", "charge", "submitted"))
     days = dict(BillingProfile.objects.filter(tenant_id__in=tenant_ids).values_list("tenant_id", "unpaid_after_days"))
-    claims = (Claim.objects.filter(tenant_id__in=tenant_ids, status__in=(ClaimStatus.SUBMITTED, ClaimStatus.ACCEPTED))
-              .select_related("tenant").order_by("submitted_at"))
+    overdue = Q()
+    for tenant_id in tenant_ids:  # each tenant's own threshold, in one query
+        overdue |= Q(tenant_id=tenant_id, submitted_at__lt=now - timedelta(days=days.get(tenant_id, DEFAULT_UNPAID_DAYS)))
+    claims = (Claim.objects.filter(overdue, status__in=(ClaimStatus.SUBMITTED, ClaimStatus.ACCEPTED)).select_related("tenant")
+              .order_by("submitted_at")) if tenant_ids else Claim.objects.none()
     for claim in claims:
-        if claim.submitted_at and claim.submitted_at < now - timedelta(days=days.get(claim.tenant_id, DEFAULT_UNPAID_DAYS)):
-            section.rows.append((claim.tenant.slug, claim.patient_control_number, claim.payer_name, claim.total_charge,
-                                 claim.submitted_at.date()))
-            section.total += claim.total_charge
+        section.rows.append((claim.tenant.slug, claim.patient_control_number, claim.payer_name, claim.total_charge, claim.submitted_at.date()))
+        section.total += claim.total_charge
     return section
 
 
