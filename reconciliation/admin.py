@@ -11,7 +11,16 @@ from django.urls import path
 from hub.admin_audit import AuditedAdminMixin
 from reconciliation import worklist
 from reconciliation.choices import MatchStatus
-from reconciliation.models import BillingProfile, Claim, ClaimLine, Match, Posting, Remittance, RemittanceClaim
+from reconciliation.models import (
+    BillingProfile,
+    Claim,
+    ClaimBatch,
+    ClaimLine,
+    Match,
+    Posting,
+    Remittance,
+    RemittanceClaim,
+)
 from tenants.models import Tenant
 
 
@@ -37,11 +46,30 @@ class PostingInline(admin.TabularInline):
 class ClaimAdmin(AuditedAdminMixin, admin.ModelAdmin):
     audit_reads = True  # names the patient and the services
     list_display = ["patient_control_number", "tenant", "payer_name", "total_charge", "status", "submitted_at"]
-    list_filter = ["status", "tenant", "payer_name"]
+    list_filter = ["status", "kind", "tenant", "payer_name"]
     search_fields = ["=patient_control_number", "=payer_claim_control_number"]
-    raw_id_fields = ["patient", "coverage", "encounters"]
+    raw_id_fields = ["patient", "coverage", "encounters", "attending_practitioner"]
+    readonly_fields = ["batch", "transaction_control_number", "rejection_reason"]
     inlines = [ClaimLineInline, PostingInline]
     show_full_result_count = False
+
+
+@admin.register(ClaimBatch)
+class ClaimBatchAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Each 837 as sent and the 999 that answered it; a record of what left, so nothing here is edited."""
+
+    audit_reads = True  # the bodies carry PHI
+    list_display = ["control_number", "kind", "tenant", "status", "created_at", "acknowledged_at"]
+    list_filter = ["status", "kind", "tenant"]
+    search_fields = ["=control_number", "=clearinghouse_reference"]
+    readonly_fields = ["tenant", "public_id", "kind", "control_number", "body", "status", "ack_body", "acknowledged_at",
+                       "clearinghouse_reference", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class RemittanceClaimInline(admin.TabularInline):

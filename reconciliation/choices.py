@@ -17,6 +17,36 @@ class ClaimStatus(models.TextChoices):
     REVERSED = "reversed"
 
 
+class ClaimFilingIndicator(models.TextChoices):
+    """SBR09: the kind of plan the claim is filed with (X12 005010 code list 1032, the common ones)."""
+
+    COMMERCIAL = "CI", "Commercial insurance"
+    MEDICARE_A = "MA", "Medicare Part A"
+    MEDICARE_B = "MB", "Medicare Part B"
+    MEDICAID = "MC", "Medicaid"
+    BLUE_CROSS = "BL", "Blue Cross/Blue Shield"
+    HMO = "HM", "Health maintenance organization"
+    PPO = "12", "Preferred provider organization"
+    POS = "13", "Point of service"
+    EPO = "14", "Exclusive provider organization"
+    HMO_MEDICARE_RISK = "16", "HMO Medicare risk (Medicare Advantage)"
+    VA = "VA", "Veterans Affairs plan"
+    CHAMPVA_TRICARE = "CH", "CHAMPUS (TRICARE)"
+    WORKERS_COMP = "WC", "Workers' compensation"
+    OTHER_FEDERAL = "OF", "Other federal program"
+    SELF_PAY = "09", "Self-pay"
+    OTHER = "ZZ", "Mutually defined"
+
+
+class BatchStatus(models.TextChoices):
+    """An 837 batch as its 999 answered it (AK901)."""
+
+    SENT = "sent", "Sent, not yet acknowledged"
+    ACCEPTED = "accepted"
+    PARTIALLY_ACCEPTED = "partially_accepted", "Partially accepted"
+    REJECTED = "rejected"
+
+
 class AdjustmentGroup(models.TextChoices):
     """CAS01 claim adjustment group codes (X12 005010)."""
 

@@ -1,32 +1,32 @@
-"""Exporting a tenant's ready claims as one 837P interchange.
+"""Exporting a tenant's ready claims as one 837P or 837I interchange.
 
-    result = export_ready_claims(tenant)            # ExportResult(text, claim_ids, problems)
+    result = export_ready_claims(tenant, kind="P")  # ExportResult(text, claim_ids, problems, batch)
     if result.text: Path("claims.837").write_text(result.text)
 
 What is read:
 - the billing provider, submitter and receiver from the tenant's `BillingProfile` (a missing or
   incomplete profile raises `BillingProfileError`, naming what to set in the admin);
-- for each professional ("P") claim in status READY: the subscriber from its coverage and patient,
-  the payer from `Claim.payer_name`/`payer_id`, the ICD-10-CM diagnoses of its encounters, and its
-  lines (procedure, modifiers, units, charge, date of service, prior authorization).
+- for each claim of that kind in status READY: the subscriber from its coverage and patient, the
+  payer from `Claim.payer_name`/`payer_id` and SBR09 from `claim_filing_indicator`, the ICD-10-CM
+  diagnoses of its encounters, and its lines (procedure, modifiers, units, charge, date of service,
+  prior authorization; the revenue code on institutional lines);
+- for an institutional claim also the facility type code, statement dates, admission, patient
+  status (CL103) and attending practitioner (2310A).
 
 A claim that cannot be written (no coverage, no diagnoses, a total that is not the sum of its lines,
-a value the guide cannot carry…) is skipped with a problem naming its patient control number and the
-reason; it stays READY. The others are written and, in one transaction, marked SUBMITTED with
-`submitted_at`: the claims are locked while the file is built and the update is conditional on
-status READY, so two exports running at once never send a claim twice (if the update does not
-touch every written claim, `ExportConflict` is raised and nothing is marked). One audit event
-(`export`, `reconciliation.claim`) records the count and the control number, never PHI.
-
-Institutional ("I") claims are not written: the Claim model has no facility type code, statement
-dates or patient status code (CL103), which every 837I claim requires. Each is reported as a
-problem and stays READY, rather than written with invented values.
+an institutional claim without statement dates, a value the guide cannot carry…) is skipped with a
+problem naming its patient control number and the reason; it stays READY. The others are written
+and, in one transaction, marked SUBMITTED with `submitted_at`, and the interchange is kept as a
+`ClaimBatch` that each claim points at, with the ST02 of its transaction, so the 999 that answers
+it can be applied (`reconciliation.acknowledgements`). The claims are locked while the file is
+built and the update is conditional on status READY, so two exports running at once never send a
+claim twice (if the update does not touch every written claim, `ExportConflict` is raised and
+nothing is marked). One audit event (`export`, `reconciliation.claim`) records the count and the
+control number, never PHI.
 
 The interchange control number (ISA13/GS06): the `control_number` argument when given, otherwise
 the next after the tenant's last export — the larger of (the control number in the tenant's last
-`export` audit event of claims) + 1 and (the number of the tenant's claims ever submitted) + 1. No
-new column is needed: the audit event written by each export carries its control number, and the
-submitted-claims count covers tenants whose claims were submitted before this exporter existed.
+`export` audit event of claims) + 1 and (the number of the tenant's claims ever submitted) + 1.
 The count alone would repeat a number once a rejected claim is resubmitted (it is counted once).
 """
 
@@ -48,10 +48,10 @@ from canonical.choices import CoverageStatus, Sex
 from canonical.models import Encounter, EncounterDiagnosis
 from canonical.validators import npi_is_valid
 from formats.x12 import model as x12
-from formats.x12.claim837 import write_837p
+from formats.x12.claim837 import MAX_CLAIMS_PER_TRANSACTION, write_837i, write_837p
 from formats.x12.writer import MAX_INTERCHANGE_CONTROL_NUMBER
 from reconciliation.choices import ClaimStatus
-from reconciliation.models import BillingProfile, Claim, ClaimLine
+from reconciliation.models import BillingProfile, Claim, ClaimBatch, ClaimLine
 from tenants.audit import record_audit
 from tenants.choices import AuditAction
 from tenants.models import AuditEvent, Tenant
@@ -59,8 +59,6 @@ from tenants.models import AuditEvent, Tenant
 AUDIT_OBJECT_TYPE = "reconciliation.claim"
 PROFESSIONAL = "P"
 INSTITUTIONAL = "I"
-# SBR09. Coverage has no claim filing indicator; CI (commercial insurance) is the writer's default.
-DEFAULT_CLAIM_FILING_INDICATOR = "CI"
 SUBMITTER_CONTACT_NAME = "BILLING"
 _SEX = {Sex.MALE: "M", Sex.FEMALE: "F"}
 _US = {"", "US", "USA", "UNITED STATES", "UNITED STATES OF AMERICA"}
@@ -80,11 +78,13 @@ class ExportConflict(ClaimExportError):
 
 @dataclass
 class ExportResult:
-    text: str = ""  # the 837P interchange, "" when no claim was written
+    text: str = ""  # the 837 interchange, "" when no claim was written
     claim_ids: list[int] = field(default_factory=list)  # primary keys of the claims written (now SUBMITTED)
     problems: list[str] = field(default_factory=list)
     control_number: int | None = None
-    ready: int = 0  # claims that were READY when the export started
+    ready: int = 0  # claims of this kind that were READY when the export started
+    other_kind_ready: int = 0  # READY claims of the other kind, left for their own export
+    batch: ClaimBatch | None = None
 
 
 class _Skip(Exception):
@@ -94,17 +94,21 @@ class _Skip(Exception):
 def export_ready_claims(
     tenant: Tenant,
     *,
+    kind: str = PROFESSIONAL,
     control_number: int | None = None,
     now: datetime | None = None,
     usage_indicator: str = "P",
     actor_label: str = "system:export_claims",
 ) -> ExportResult:
-    """Write the tenant's READY professional claims as one 837P and mark them SUBMITTED.
+    """Write the tenant's READY claims of `kind` ("P" or "I") as one 837P or 837I and mark them SUBMITTED.
 
     Raises `BillingProfileError` when the tenant's billing profile is missing or incomplete,
     `ExportConflict` when a concurrent export took some of the claims, and ValueError for a
     control number out of 1..999999999. Returns an empty `text` when no claim could be written.
     """
+    write = {PROFESSIONAL: write_837p, INSTITUTIONAL: write_837i}.get(kind)
+    if write is None:
+        raise ValueError(f"the kind of claim must be P (837P) or I (837I), got {kind!r}")
     if control_number is not None and not 1 <= control_number <= MAX_INTERCHANGE_CONTROL_NUMBER:
         raise ValueError(f"the control number must be 1 to {MAX_INTERCHANGE_CONTROL_NUMBER}, got {control_number}")
     profile = _profile(tenant)
@@ -115,21 +119,18 @@ def export_ready_claims(
     result = ExportResult()
 
     with transaction.atomic():
-        rows = _ready_claims(tenant)
+        rows = _ready_claims(tenant, kind)
         result.ready = len(rows)
+        result.other_kind_ready = Claim.objects.filter(tenant=tenant, status=ClaimStatus.READY).exclude(kind=kind).count()
         if not rows:
             return result
         result.control_number = control_number or next_control_number(tenant)
         written: list[tuple[Claim, x12.Claim]] = []
         for row in rows:
             try:
-                if row.kind == INSTITUTIONAL:
-                    raise _Skip(
-                        "institutional (837I) claims are not exported: the claim has no facility type code, statement "
-                        "dates or patient status code (CL103); it stays ready")
                 claim = _claim(row, provider, zone)
                 # Write it alone first: every check of the writer (totals, pointers, delimiters) for this claim only.
-                alone = write_837p([claim], submitter=submitter, receiver=receiver, control_number=result.control_number,
+                alone = write([claim], submitter=submitter, receiver=receiver, control_number=result.control_number,
                                    created_at=created_at, usage_indicator=usage_indicator)
                 if not alone.isascii():
                     raise _Skip("a value holds characters outside ASCII, which X12 does not carry")
@@ -139,18 +140,26 @@ def export_ready_claims(
             written.append((row, claim))
         if not written:
             return result
-        text = write_837p([claim for _, claim in written], submitter=submitter, receiver=receiver,
+        text = write([claim for _, claim in written], submitter=submitter, receiver=receiver,
                           control_number=result.control_number, created_at=created_at, usage_indicator=usage_indicator)
         ids = [row.pk for row, _ in written]
-        marked = Claim.objects.filter(pk__in=ids, tenant=tenant, status=ClaimStatus.READY).update(
-            status=ClaimStatus.SUBMITTED, submitted_at=now, updated_at=now)
+        batch = ClaimBatch.objects.create(tenant=tenant, kind=kind, control_number=result.control_number, body=text,
+                                          created_at=now)
+        marked = 0
+        # The writer puts claims 1–5000 in ST02 0001, the next 5000 in 0002… (the guides' limit per transaction).
+        for start in range(0, len(ids), MAX_CLAIMS_PER_TRANSACTION):
+            marked += Claim.objects.filter(
+                pk__in=ids[start : start + MAX_CLAIMS_PER_TRANSACTION], tenant=tenant, status=ClaimStatus.READY,
+            ).update(status=ClaimStatus.SUBMITTED, submitted_at=now, updated_at=now, batch=batch, rejection_reason="",
+                     transaction_control_number=f"{start // MAX_CLAIMS_PER_TRANSACTION + 1:04d}")
         if marked != len(ids):
             raise ExportConflict(
                 f"{len(ids) - marked} of {len(ids)} claims were submitted by another export meanwhile; nothing was "
                 "marked by this one — run the export again")
         record_audit(AuditAction.EXPORT, object_type=AUDIT_OBJECT_TYPE, tenant=tenant, actor_label=actor_label,
-                     detail={"format": "837P", "claims": len(ids), "skipped": len(result.problems),
-                             "control_number": result.control_number})
+                     detail={"format": f"837{kind}", "claims": len(ids), "skipped": len(result.problems),
+                             "control_number": result.control_number, "batch": str(batch.public_id)})
+        result.batch = batch
     result.text, result.claim_ids = text, ids
     return result
 
@@ -223,15 +232,15 @@ def _parties(profile: BillingProfile) -> tuple[x12.Submitter, x12.Receiver, x12.
 # --- claims -------------------------------------------------------------------------------------
 
 
-def _ready_claims(tenant: Tenant) -> list[Claim]:
-    """The tenant's READY claims with everything the mapping reads, locked until the transaction ends
+def _ready_claims(tenant: Tenant, kind: str) -> list[Claim]:
+    """The tenant's READY claims of `kind` with everything the mapping reads, locked until the transaction ends
     (rows another export holds are skipped: that export sends them)."""
     encounters = Encounter.objects.filter(deleted_at__isnull=True).prefetch_related(
         Prefetch("diagnoses", queryset=EncounterDiagnosis.objects.order_by("rank", "position")))
     queryset = (
         Claim.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(tenant=tenant, status=ClaimStatus.READY)
-        .select_related("patient", "coverage", "coverage__patient")
+        .filter(tenant=tenant, status=ClaimStatus.READY, kind=kind)
+        .select_related("patient", "coverage", "coverage__patient", "attending_practitioner")
         .prefetch_related(
             Prefetch("lines", queryset=ClaimLine.objects.select_related("authorization").order_by("position")),
             Prefetch("encounters", queryset=encounters),
@@ -258,6 +267,8 @@ def _claim(row: Claim, provider: x12.Party, zone: ZoneInfo) -> x12.Claim:
             raise _Skip(f"line {line.position} has no procedure code")
         if line.units <= 0:
             raise _Skip(f"line {line.position} has {line.units} units")
+        if row.kind == INSTITUTIONAL and not line.revenue_code.strip():
+            raise _Skip(f"line {line.position} has no revenue code, which every institutional line needs (SV201)")
     subscriber = _subscriber(row)
     if not row.payer_name.strip() or not row.payer_id.strip():
         raise _Skip("no payer name or payer id on the claim")
@@ -282,9 +293,11 @@ def _claim(row: Claim, provider: x12.Party, zone: ZoneInfo) -> x12.Claim:
             diagnosis_pointers=pointers_by_day.get(line.service_date, default_pointers),
             line_control_number=line.line_control_number.strip(),
             prior_authorization="" if claim_auth else auth,
+            revenue_code=line.revenue_code.strip() if row.kind == INSTITUTIONAL else "",
         )
         for line, auth in zip(lines, auth_numbers, strict=True)
     ]
+    institutional = _institutional_fields(row) if row.kind == INSTITUTIONAL else {}
     return x12.Claim(
         patient_control_number=row.patient_control_number.strip(),
         total_charge=row.total_charge,
@@ -293,12 +306,43 @@ def _claim(row: Claim, provider: x12.Party, zone: ZoneInfo) -> x12.Claim:
         billing_provider=provider,
         subscriber=subscriber,
         payer=x12.Payer(row.payer_name.strip(), row.payer_id.strip()),
-        place_of_service=row.place_of_service.strip(),
+        place_of_service=row.place_of_service.strip() if row.kind == PROFESSIONAL else "",
         frequency_code=row.frequency_code.strip() or x12.FREQUENCY_ORIGINAL,
         prior_authorization=claim_auth,
         payer_claim_control_number=(
             row.payer_claim_control_number.strip() if row.frequency_code in x12.CORRECTION_FREQUENCIES else ""),
+        **institutional,
     )
+
+
+def _institutional_fields(row: Claim) -> dict:
+    """The 837I's claim-level fields, or `_Skip` naming the first one missing (never invented)."""
+    if not row.facility_type_code.strip():
+        raise _Skip("no facility type code (CLM05-1, e.g. 32 home health, 81 hospice): set it on the claim")
+    if row.statement_from is None or row.statement_to is None:
+        raise _Skip("no statement dates (DTP*434): set the statement period on the claim")
+    if row.statement_to < row.statement_from:
+        raise _Skip(f"the statement period ends ({row.statement_to}) before it starts ({row.statement_from})")
+    if not row.patient_status_code.strip():
+        raise _Skip("no patient status code (CL103, e.g. 30 still a patient, 01 discharged home)")
+    practitioner = row.attending_practitioner
+    if practitioner is None:
+        raise _Skip("no attending practitioner (2310A), which an institutional claim for care needs")
+    given = [_ascii(name) for name in (practitioner.given_names or []) if str(name).strip()]
+    if not practitioner.family_name.strip() or not practitioner.npi.strip():
+        raise _Skip(f"the attending practitioner {practitioner.public_id} has no family name or no NPI")
+    attending = x12.Party(last_name=_ascii(practitioner.family_name), first_name=given[0] if given else "",
+                          npi=practitioner.npi.strip())
+    return {
+        "facility_type_code": row.facility_type_code.strip(),
+        "statement_from": row.statement_from,
+        "statement_to": row.statement_to,
+        "admission_date": row.admission_date,
+        "admission_type_code": row.admission_type_code.strip(),
+        "admission_source_code": row.admission_source_code.strip(),
+        "patient_status_code": row.patient_status_code.strip(),
+        "attending_provider": attending,
+    }
 
 
 def _subscriber(row: Claim) -> x12.Subscriber:
@@ -342,7 +386,7 @@ def _subscriber(row: Claim) -> x12.Subscriber:
         relationship=x12.RELATIONSHIP_SELF,
         group_number=coverage.group_number.strip(),
         payer_responsibility="P",
-        claim_filing_indicator=DEFAULT_CLAIM_FILING_INDICATOR,
+        claim_filing_indicator=row.claim_filing_indicator or "CI",
     )
 
 

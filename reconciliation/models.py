@@ -12,15 +12,49 @@ from django.db import models
 from django.utils import timezone
 
 from canonical.ids import uuid7
-from reconciliation.choices import AdjustmentGroup, ClaimStatus, MatchMethod, MatchStatus, PostingKind
+from reconciliation.choices import (
+    AdjustmentGroup,
+    BatchStatus,
+    ClaimFilingIndicator,
+    ClaimStatus,
+    MatchMethod,
+    MatchStatus,
+    PostingKind,
+)
 from tenants.models import Tenant
 
 _PROTECT = models.PROTECT
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
 
+class ClaimBatch(models.Model):
+    """One 837 interchange as sent (ISA13/GS06 = `control_number`) and the 999 that answered it."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=_PROTECT, related_name="+")
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
+    kind = models.CharField(max_length=1, choices=[("P", "Professional (837P)"), ("I", "Institutional (837I)")])
+    control_number = models.PositiveIntegerField(help_text="ISA13 and GS06; a 999 names it in AK102.")
+    body = models.TextField(help_text="The 837 as sent.")
+    status = models.CharField(max_length=20, choices=BatchStatus.choices, default=BatchStatus.SENT)
+    ack_body = models.TextField(blank=True, help_text="The 999 as received.")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    clearinghouse_reference = models.CharField(max_length=100, blank=True, help_text="The clearinghouse's id for the batch.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "control_number"], name="claimbatch_tenant_control")]
+
+    def __str__(self) -> str:
+        return f"837{self.kind} batch {self.control_number} ({self.status})"
+
+
 class Claim(models.Model):
-    """One professional (837P) or institutional (837I) claim, CLM01 = patient control number."""
+    """One professional (837P) or institutional (837I) claim, CLM01 = patient control number.
+
+    The 837I fields (facility type, statement dates, admission, patient status, attending) are blank
+    on professional claims; an institutional claim needs the facility type, statement dates and
+    patient status to be exported.
+    """
 
     tenant = models.ForeignKey(Tenant, on_delete=_PROTECT, related_name="+")
     public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
@@ -33,6 +67,22 @@ class Claim(models.Model):
     patient_control_number = models.CharField(max_length=38, help_text="CLM01, echoed as CLP01 in the 835.")
     frequency_code = models.CharField(max_length=1, default="1", help_text="1 original, 7 replacement, 8 void.")
     place_of_service = models.CharField(max_length=2, default="12", help_text="12 = home.")
+    claim_filing_indicator = models.CharField(max_length=2, choices=ClaimFilingIndicator.choices,
+                                              default=ClaimFilingIndicator.COMMERCIAL, help_text="SBR09.")
+    facility_type_code = models.CharField(max_length=2, blank=True, help_text=(
+        "837I: CLM05-1, the type of bill without its frequency digit (32 home health, 81 or 82 hospice)."))
+    statement_from = models.DateField(null=True, blank=True, help_text="837I: DTP*434.")
+    statement_to = models.DateField(null=True, blank=True, help_text="837I: DTP*434.")
+    admission_date = models.DateField(null=True, blank=True, help_text="837I: DTP*435.")
+    admission_type_code = models.CharField(max_length=1, blank=True, help_text="837I: CL101.")
+    admission_source_code = models.CharField(max_length=1, blank=True, help_text="837I: CL102.")
+    patient_status_code = models.CharField(max_length=2, blank=True, help_text="837I: CL103 (30 still a patient, 01 discharged home).")
+    attending_practitioner = models.ForeignKey("canonical.Practitioner", on_delete=_PROTECT, null=True, blank=True,
+                                               related_name="attended_claims", help_text="837I: 2310A.")
+    batch = models.ForeignKey(ClaimBatch, on_delete=_PROTECT, null=True, blank=True, related_name="claims",
+                              help_text="The 837 that last carried the claim.")
+    transaction_control_number = models.CharField(max_length=9, blank=True, help_text="ST02 of its transaction in the batch.")
+    rejection_reason = models.TextField(blank=True, help_text="Why the 999 rejected it.")
     total_charge = models.DecimalField(**MONEY)
     payer_claim_control_number = models.CharField(max_length=50, blank=True, help_text="CLP07 of the payer's first answer.")
     status = models.CharField(max_length=16, choices=ClaimStatus.choices, default=ClaimStatus.DRAFT)

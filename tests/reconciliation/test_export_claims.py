@@ -11,12 +11,12 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 
-from canonical.models import Authorization, Coverage, Encounter, Patient
+from canonical.models import Authorization, Coverage, Encounter, Patient, Practitioner
 from canonical.upsert import upsert_records
 from reconciliation import claims_export
 from reconciliation.choices import ClaimStatus
 from reconciliation.claims_export import BillingProfileError, export_ready_claims, next_control_number
-from reconciliation.models import BillingProfile, Claim, ClaimLine
+from reconciliation.models import BillingProfile, Claim, ClaimBatch, ClaimLine
 from tenants.models import AuditEvent
 from tests.factories import ConnectionFactory
 from tests.formats.x12.test_claim837 import elements, npi, pyx12_errors
@@ -72,7 +72,8 @@ def ready_claim(tenant, patient, pcn, lines, *, encounters=(), status=ClaimStatu
         options = rest[0] if rest else {}
         ClaimLine.objects.create(claim=claim, position=position, procedure_code=code, charge=Decimal(amount),
                                  units=options.get("units", 1), modifiers=options.get("modifiers", []), service_date=DAY,
-                                 authorization=options.get("authorization"), line_control_number=options.get("lcn", ""))
+                                 authorization=options.get("authorization"), line_control_number=options.get("lcn", ""),
+                                 revenue_code=options.get("revenue", ""))
     claim.encounters.set(encounters)
     return claim
 
@@ -124,7 +125,13 @@ def test_ready_claims_are_written_as_an_837p_that_passes_pyx12(tenant_a, claims)
     assert set(Claim.objects.filter(status=ClaimStatus.SUBMITTED).values_list("submitted_at", flat=True)) == {NOW}
     [event] = AuditEvent.objects.filter(tenant=tenant_a, action="export")
     assert (event.object_type, event.detail) == (
-        "reconciliation.claim", {"format": "837P", "claims": 2, "skipped": 1, "control_number": 1})
+        "reconciliation.claim",
+        {"format": "837P", "claims": 2, "skipped": 1, "control_number": 1, "batch": str(result.batch.public_id)})
+    # the interchange is kept, and each claim knows its batch and transaction set (for the 999)
+    batch = ClaimBatch.objects.get()
+    assert (batch.kind, batch.control_number, batch.body, batch.status) == ("P", 1, result.text, "sent")
+    assert set(Claim.objects.filter(batch=batch).values_list("patient_control_number", "transaction_control_number")) == {
+        ("PCN1001", "0001"), ("PCN1002", "0001")}
 
 
 def test_a_claim_that_cannot_be_written_is_skipped_with_its_reason_and_the_others_export(tenant_a, claims, records):
@@ -134,9 +141,8 @@ def test_a_claim_that_cannot_be_written_is_skipped_with_its_reason_and_the_other
 
     result = export_ready_claims(tenant_a, now=NOW)
 
+    assert result.other_kind_ready == 1  # PCN1002 waits for the 837I export
     assert result.problems == [
-        "claim PCN1002: institutional (837I) claims are not exported: the claim has no facility type code, statement "
-        "dates or patient status code (CL103); it stays ready",
         "claim PCN1003: no diagnoses: link the claim to an encounter with ICD-10-CM diagnoses",
         "claim PCN1005: total charge 99.99 is not the sum of the line charges 100.00",
     ]
@@ -192,7 +198,7 @@ def test_the_command_writes_the_file_and_reports(tenant_a, claims, tmp_path):
     with pytest.raises(CommandError, match=r"None of the 1 ready claim\(s\) could be exported \(see above\); nothing was written"):
         call_command("export_claims", tenant=tenant_a.slug, out=str(tmp_path / "again.837"), stdout=io.StringIO(), stderr=io.StringIO())
     Claim.objects.filter(patient_control_number="PCN1003").update(status=ClaimStatus.DRAFT)
-    with pytest.raises(CommandError, match="No ready claims for tenant 'tenant-a': nothing was exported"):
+    with pytest.raises(CommandError, match="No ready 837P claims for tenant 'tenant-a': nothing was exported"):
         call_command("export_claims", tenant=tenant_a.slug, out=str(tmp_path / "again.837"), stdout=io.StringIO(), stderr=io.StringIO())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["claims.837"]
 
@@ -219,3 +225,83 @@ def test_claims_another_export_submitted_meanwhile_are_never_sent_twice(tenant_a
         export_ready_claims(tenant_a, now=NOW)
     assert Claim.objects.get(patient_control_number="PCN1002").status == ClaimStatus.READY
     assert not AuditEvent.objects.filter(action="export").exists()
+
+
+# --- 837I ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def attending(tenant_a):
+    upsert_records("practitioner", [{"external_id": "dr1", "family_name": "Welby", "given_names": ["Marcus"],
+                                     "npi": npi("234567890")}], tenant=tenant_a, connection=ConnectionFactory(tenant=tenant_a))
+    return Practitioner.objects.get(tenant=tenant_a, external_id="dr1")
+
+
+def institutional_claim(tenant, records, attending, pcn="HH2001", **fields):
+    values = {"kind": "I", "facility_type_code": "32", "statement_from": date(2025, 3, 1), "statement_to": date(2025, 3, 31),
+              "admission_date": date(2025, 3, 1), "admission_type_code": "3", "admission_source_code": "1",
+              "patient_status_code": "30", "attending_practitioner": attending, "claim_filing_indicator": "MA",
+              "place_of_service": "", **fields}
+    return ready_claim(tenant, records["patients"]["p1"], pcn, [
+        ("G0299", "150.00", {"revenue": "0551", "units": 2}),
+        ("G0151", "120.00", {"revenue": "0421"}),
+    ], encounters=[records["encounters"]["e1"]], **values)
+
+
+def test_institutional_claims_are_written_as_an_837i_that_passes_pyx12(tenant_a, records, attending):
+    billing_profile(tenant_a)
+    institutional_claim(tenant_a, records, attending)
+    ready_claim(tenant_a, records["patients"]["p2"], "PCN3001", [("99213", "100")], encounters=[records["encounters"]["e2"]])
+
+    result = export_ready_claims(tenant_a, kind="I", now=NOW)
+
+    assert pyx12_errors(result.text) == []
+    assert elements(result.text, "GS")[0][8] == "005010X223A2"
+    assert elements(result.text, "CLM") == [["CLM", "HH2001", "270", "", "", "32:A:1", "", "A", "Y", "Y"]]
+    assert elements(result.text, "CL1") == [["CL1", "3", "1", "30"]]
+    assert ["DTP", "434", "RD8", "20250301-20250331"] in elements(result.text, "DTP")
+    assert elements(result.text, "SV2") == [["SV2", "0551", "HC:G0299", "150", "UN", "2"], ["SV2", "0421", "HC:G0151", "120", "UN", "1"]]
+    assert ["NM1", "71", "1", "Welby", "Marcus", "", "", "", "XX", npi("234567890")] in elements(result.text, "NM1")
+    assert elements(result.text, "SBR")[0][9] == "MA"
+    assert result.other_kind_ready == 1  # the professional claim waits for its own export
+    assert Claim.objects.get(patient_control_number="HH2001").status == ClaimStatus.SUBMITTED
+    assert ClaimBatch.objects.get().kind == "I"
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"facility_type_code": ""}, "no facility type code (CLM05-1"),
+    ({"statement_to": None}, "no statement dates (DTP*434)"),
+    ({"statement_to": date(2025, 2, 1)}, "the statement period ends (2025-02-01) before it starts (2025-03-01)"),
+    ({"patient_status_code": ""}, "no patient status code (CL103"),
+    ({"attending_practitioner": None}, "no attending practitioner (2310A)"),
+])
+def test_an_institutional_claim_missing_what_the_837i_needs_is_skipped_with_the_reason(tenant_a, records, attending, fields, reason):
+    billing_profile(tenant_a)
+    institutional_claim(tenant_a, records, attending, **fields)
+
+    result = export_ready_claims(tenant_a, kind="I", now=NOW)
+
+    assert result.text == ""
+    assert len(result.problems) == 1 and result.problems[0].startswith(f"claim HH2001: {reason}")
+    assert Claim.objects.get().status == ClaimStatus.READY
+
+
+def test_an_institutional_line_without_a_revenue_code_is_named(tenant_a, records, attending):
+    billing_profile(tenant_a)
+    claim = institutional_claim(tenant_a, records, attending)
+    claim.lines.filter(position=2).update(revenue_code="")
+
+    result = export_ready_claims(tenant_a, kind="I", now=NOW)
+
+    assert result.problems == ["claim HH2001: line 2 has no revenue code, which every institutional line needs (SV201)"]
+
+
+def test_the_command_exports_837i_with_kind_i(tenant_a, records, attending, tmp_path):
+    billing_profile(tenant_a)
+    institutional_claim(tenant_a, records, attending)
+    out_file, stdout = tmp_path / "claims.837i", io.StringIO()
+
+    call_command("export_claims", tenant=tenant_a.slug, out=str(out_file), kind="I", stdout=stdout, stderr=io.StringIO())
+
+    assert pyx12_errors(out_file.read_text()) == []
+    assert "as an 837I" in stdout.getvalue()
