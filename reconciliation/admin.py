@@ -16,6 +16,8 @@ from reconciliation.models import (
     Claim,
     ClaimBatch,
     ClaimLine,
+    EligibilityCheck,
+    FeeScheduleEntry,
     Match,
     Posting,
     Remittance,
@@ -174,3 +176,27 @@ class MatchAdmin(admin.ModelAdmin):
 @admin.register(BillingProfile)
 class BillingProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["tenant", "organization_name", "npi", "receiver_name", "unpaid_after_days"]
+
+
+@admin.register(EligibilityCheck)
+class EligibilityCheckAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Each eligibility question and the payer's answer, as asked; nothing here is edited."""
+
+    audit_reads = True
+    list_display = ["service_date", "tenant", "payer_name", "status", "plan_name", "copay", "requested_at"]
+    list_filter = ["status", "tenant"]
+    search_fields = ["=member_id", "=trace_number"]
+    readonly_fields = [field.name for field in EligibilityCheck._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(FeeScheduleEntry)
+class FeeScheduleEntryAdmin(admin.ModelAdmin):
+    list_display = ["procedure_code", "modifier", "charge", "revenue_code", "tenant"]
+    list_filter = ["tenant"]
+    search_fields = ["=procedure_code"]

@@ -38,6 +38,15 @@ class ClaimFilingIndicator(models.TextChoices):
     OTHER = "ZZ", "Mutually defined"
 
 
+class EligibilityStatus(models.TextChoices):
+    PENDING = "pending", "Asked, no answer yet"
+    ACTIVE = "active", "Coverage active"
+    INACTIVE = "inactive", "Coverage inactive"
+    NOT_FOUND = "not_found", "Member not found"
+    REJECTED = "rejected", "Payer could not answer"
+    ERROR = "error", "Failed (see error)"
+
+
 class BatchStatus(models.TextChoices):
     """An 837 batch as its 999 answered it (AK901)."""
 

@@ -17,6 +17,7 @@ from reconciliation.choices import (
     BatchStatus,
     ClaimFilingIndicator,
     ClaimStatus,
+    EligibilityStatus,
     MatchMethod,
     MatchStatus,
     PostingKind,
@@ -282,6 +283,23 @@ class Posting(models.Model):
         return f"{self.kind} {self.amount}"
 
 
+class FeeScheduleEntry(models.Model):
+    """What the tenant charges for a procedure (with a modifier, or for any): a claim line's charge is this × units."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    procedure_code = models.CharField(max_length=10, help_text="CPT/HCPCS.")
+    modifier = models.CharField(max_length=2, blank=True, help_text="Blank: any modifier.")
+    charge = models.DecimalField(**MONEY, help_text="Per unit.")
+    revenue_code = models.CharField(max_length=4, blank=True, help_text="UB-04 revenue code for 837I lines.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "procedure_code", "modifier"], name="fee_unique_code")]
+        verbose_name_plural = "fee schedule"
+
+    def __str__(self) -> str:
+        return f"{self.procedure_code}{'-' + self.modifier if self.modifier else ''}: {self.charge}"
+
+
 class BillingProfile(models.Model):
     """How a tenant bills: the billing provider on its 837s, the clearinghouse ids, the worklist's threshold."""
 
@@ -301,3 +319,39 @@ class BillingProfile(models.Model):
 
     def __str__(self) -> str:
         return f"billing profile of {self.tenant}"
+
+
+class EligibilityCheck(models.Model):
+    """One real-time eligibility question (270) to a payer about a patient on a date, and its answer (271)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=_PROTECT, related_name="+")
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
+    patient = models.ForeignKey("canonical.Patient", on_delete=_PROTECT, related_name="eligibility_checks")
+    coverage = models.ForeignKey("canonical.Coverage", on_delete=_PROTECT, null=True, blank=True, related_name="eligibility_checks")
+    connection = models.ForeignKey("tenants.Connection", on_delete=_PROTECT, null=True, blank=True, related_name="+",
+                                   help_text="The connection the question went through.")
+    service_date = models.DateField()
+    service_types = models.JSONField(default=list, help_text="EQ01 codes asked, e.g. 30 plan coverage.")
+    status = models.CharField(max_length=12, choices=EligibilityStatus.choices, default=EligibilityStatus.PENDING)
+    payer_name = models.CharField(max_length=200, blank=True)
+    payer_id = models.CharField(max_length=80, blank=True)
+    member_id = models.CharField(max_length=80, blank=True)
+    plan_name = models.CharField(max_length=200, blank=True)
+    coverage_start = models.DateField(null=True, blank=True)
+    coverage_end = models.DateField(null=True, blank=True)
+    copay = models.DecimalField(**MONEY, null=True, blank=True)
+    coinsurance_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True, help_text="20.00 = 20%.")
+    deductible = models.DecimalField(**MONEY, null=True, blank=True)
+    deductible_remaining = models.DecimalField(**MONEY, null=True, blank=True)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why the payer could not answer (AAA) or why the check failed.")
+    trace_number = models.CharField(max_length=50, blank=True, help_text="TRN02 of the 270, echoed in the 271.")
+    request_x12 = models.TextField(blank=True)
+    response_x12 = models.TextField(blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "patient", "service_date"], name="eligibility_tenant_patient")]
+
+    def __str__(self) -> str:
+        return f"eligibility {self.service_date} ({self.status})"
