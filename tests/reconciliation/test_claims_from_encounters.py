@@ -42,7 +42,7 @@ def test_a_finished_encounter_becomes_a_ready_claim_priced_by_the_fee_schedule(t
 
     [claim] = result.claims
     assert (claim.status, claim.payer_name, claim.payer_id, claim.total_charge) == ("ready", "ACME HEALTH", "ACME01", Decimal("165.00"))
-    assert [(l.procedure_code, l.modifiers, l.units, l.charge, str(l.service_date)) for l in claim.lines.all()] == [
+    assert [(line.procedure_code, line.modifiers, line.units, line.charge, str(line.service_date)) for line in claim.lines.all()] == [
         ("90834", ["95"], Decimal("1.00"), Decimal("140.00"), "2025-03-03"),  # the tenant's day, not UTC's
         ("96127", [], Decimal("2.00"), Decimal("25.00"), "2025-03-03"),
     ]
