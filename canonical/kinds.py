@@ -72,7 +72,7 @@ KINDS: dict[str, KindSpec] = {
             required_refs=("patient",),
         ),
         KindSpec(
-            "encounter", m.Encounter, ("status", "visit_type", "period_start", "period_end"),
+            "encounter", m.Encounter, ("status", "visit_type", "period_start", "period_end", "reason", "details"),
             refs={"patient": "patient", "practitioner": "practitioner", "location": "location", "appointment": "appointment"},
             required_refs=("patient",),
             children=(

@@ -9,7 +9,10 @@ import hmac
 import re
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import jwt
 import pyotp
@@ -71,6 +74,62 @@ def wait_for_mfa_code(
         if time.monotonic() >= deadline:
             raise MfaRequired(f"no {channel} code arrived within {timeout:g}s; check the relay to /hooks/mfa/")
         sleep(poll)
+
+
+@dataclass(frozen=True)
+class PortalLogin:
+    """How one vendor's portal logs in with a password and an MFA challenge.
+
+    `post(path, body)` sends a JSON POST without a session and returns the JSON answer (raising
+    AuthenticationFailed with the vendor's code on a refusal). The password answer either opens the
+    session or sets a challenge (`mfa_required`, `challenge_id`, `method`: totp, sms or email).
+    """
+
+    vendor: str
+    password_path: str
+    mfa_path: str
+    restart_codes: tuple[str, ...]  # the challenge is gone (expired, used up): start the login over
+    wrong_code_codes: tuple[str, ...]  # this code was refused: try the next relayed one
+    attempts: int = 3  # logins started over at most this many times
+    codes_per_challenge: int = 3  # relayed codes tried against one challenge
+
+    def login(self, post: Callable[[str, dict], dict[str, Any]], connection, *, mfa_timeout_s: float, mfa_poll_s: float,
+              sleep=time.sleep) -> tuple[dict[str, Any], str]:
+        """(the answer that opened the session, the method used: password, totp, sms or email).
+
+        A challenge that cannot be answered (`restart_codes`, or a relayed code of another login)
+        starts the login over, at most `attempts` times; a wrong TOTP secret fails all of them, loudly."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._login(post, connection, mfa_timeout_s=mfa_timeout_s, mfa_poll_s=mfa_poll_s, sleep=sleep)
+            except AuthenticationFailed as exc:
+                if exc.vendor_code not in self.restart_codes + self.wrong_code_codes or attempt == self.attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _login(self, post, connection, *, mfa_timeout_s: float, mfa_poll_s: float, sleep) -> tuple[dict[str, Any], str]:
+        credential = connection.credential
+        if not credential.username or not credential.password:
+            raise AuthenticationFailed(f"the {self.vendor} credential needs a username and a password")
+        started = timezone.now()
+        answer = post(self.password_path, {"username": credential.username, "password": credential.password})
+        if not answer.get("mfa_required"):
+            return answer, "password"
+        method, challenge = answer.get("method", ""), answer.get("challenge_id", "")
+        if method == "totp":
+            return post(self.mfa_path, {"challenge_id": challenge, "code": totp_code(credential.totp_secret)}), method
+        if method not in ("sms", "email"):
+            raise MfaRequired(f"{self.vendor} asked for an MFA method the hub cannot answer: {method!r}")
+        # Relayed codes in the order they came: when a resent login opened a second challenge, the
+        # first code belongs to the first one.
+        for attempt in range(1, self.codes_per_challenge + 1):
+            code = wait_for_mfa_code(connection, method, since=started, timeout=mfa_timeout_s, poll=mfa_poll_s, sleep=sleep)
+            try:
+                return post(self.mfa_path, {"challenge_id": challenge, "code": code}), method
+            except AuthenticationFailed as exc:
+                if exc.vendor_code not in self.wrong_code_codes or attempt == self.codes_per_challenge:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def oauth2_client_credentials(client, token_url: str, client_id: str, client_secret: str, scope: str = "") -> dict:

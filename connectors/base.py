@@ -34,7 +34,7 @@ class ResourceSpec:
 @dataclass(frozen=True)
 class WriteSpec:
     name: str
-    kind: str
+    kind: str  # the canonical kind the answer becomes, or another name the connector keeps (`keep_write_result`)
     capability: str
     required: tuple[str, ...] = ()  # request fields without which the write is refused before anything else
 
@@ -140,6 +140,12 @@ class Connector:
 
     def write(self, name: str, payload: dict[str, Any], *, idempotency_key: str) -> WriteResult:
         raise NotImplementedError(f"{type(self).__name__}.write")
+
+    def keep_write_result(self, name: str, payload: dict[str, Any], result: WriteResult) -> Any:
+        """For a write whose `WriteSpec.kind` is not a canonical kind (an eligibility check, a claim
+        batch): keep the vendor's answer and return the row (it has a `public_id`). Runs inside the
+        transaction that ends the write."""
+        raise NotImplementedError(f"{type(self).__name__}.keep_write_result")
 
     # --- sessions -------------------------------------------------------------------------------
     def login(self, session) -> None:

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from canonical.kinds import get_kind
+from canonical.kinds import KINDS, get_kind
 from connectors.choices import WriteStatus
 from connectors.errors import FinalError, WriteRefused
 from connectors.models import VendorWrite
@@ -107,6 +107,12 @@ def perform_write(write_id: int) -> VendorWrite | None:
         return _finish(write, WriteStatus.FAILED, error=scrub(str(exc), 500))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a request shaped unlike the operation's contract
         return _finish(write, WriteStatus.FAILED, error=f"the request does not fit {write.operation}: {type(exc).__name__}")
+    if spec.kind not in KINDS:
+        # A write whose outcome is not a synced record (an eligibility check, a claim batch): the
+        # connector keeps it in its own model, in the same transaction as the write's end.
+        with transaction.atomic():
+            record = connector.keep_write_result(write.operation, payload, result)
+            return _finish(write, WriteStatus.SUCCEEDED, external_id=result.external_id, kind=spec.kind, record=record)
     resource = connector.resource_for_kind(spec.kind)
     with transaction.atomic():
         for name, raw in result.related:

@@ -40,10 +40,15 @@ class ClaimBatch(models.Model):
     ack_body = models.TextField(blank=True, help_text="The 999 as received.")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     clearinghouse_reference = models.CharField(max_length=100, blank=True, help_text="The clearinghouse's id for the batch.")
+    request_key = models.CharField(max_length=200, blank=True, help_text="The write that built it: a retry finds this batch again.")
+    era_file = models.ForeignKey("RemittanceFile", on_delete=_PROTECT, null=True, blank=True, related_name="+",
+                                 help_text="The 835 the clearinghouse made available for the batch, once imported.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "control_number"], name="claimbatch_tenant_control")]
+        constraints = [models.UniqueConstraint(fields=["tenant", "request_key"], condition=~models.Q(request_key=""),
+                                               name="claimbatch_unique_request")]
 
     def __str__(self) -> str:
         return f"837{self.kind} batch {self.control_number} ({self.status})"

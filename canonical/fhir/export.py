@@ -443,6 +443,12 @@ def encounter(obj: m.Encounter) -> dict:
     if obj.appointment is not None:
         resource["appointment"] = [ref("Appointment", obj.appointment)]
     resource["period"] = {key: iso(value) for key, value in (("start", obj.period_start), ("end", obj.period_end)) if value}
+    reason: dict[str, Any] = {}
+    _put(reason, "text", obj.reason, overlay, "reason")
+    if reason.get("text"):
+        resource["reasonCode"] = [reason]
+    if obj.details:
+        overlay["details"] = obj.details
     diagnoses = []
     for row in sorted(obj.diagnoses.all(), key=lambda row: row.position):
         entry: dict[str, Any] = {"condition": ref("Condition", row)}

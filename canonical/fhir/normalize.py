@@ -469,6 +469,8 @@ def encounter(resource: dict, refs: References) -> Mapped:
     period = resource.get("period") or {}
     record["period_start"] = _datetime(period.get("start"), "period.start")
     record["period_end"] = _datetime(period.get("end"), "period.end")
+    reasons = resource.get("reasonCode") or [{}]
+    record["reason"] = _text(reasons[0].get("text") if isinstance(reasons[0], dict) else "")
     notes = []
     for index, inner in enumerate(resource.get("contained") or []):
         if inner.get("resourceType") == "DocumentReference":

@@ -190,6 +190,12 @@ class Encounter(CanonicalRecord):
     visit_type = models.CharField(max_length=12, choices=choices.VisitType.choices, default=choices.VisitType.IN_PERSON)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=300, blank=True, help_text="Chief complaint or reason for the visit, as the source says it.")
+    details = models.JSONField(
+        default=dict, blank=True,
+        help_text="Clinical fields of the source's edition that have no column here, e.g. "
+                  '{"edition": "behavioral_health", "session_minutes": 45, "risk_assessment": {…}}.',
+    )
 
     class Meta(CanonicalRecord.Meta):
         pass

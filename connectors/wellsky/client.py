@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import httpx
-from django.utils import timezone
 
-from connectors.auth_flows import totp_code, wait_for_mfa_code
-from connectors.errors import AuthenticationFailed, FinalError, MfaRequired, WriteRefused
+from connectors.auth_flows import PortalLogin
+from connectors.errors import AuthenticationFailed, FinalError, WriteRefused
 from connectors.http import VendorHttpClient
 from connectors.wellsky.constants import PAGE_LIMIT, SESSION_COOKIE
 
-LOGIN_ATTEMPTS = 3
-# Why a login starts over: the challenge was used up by an answer that got lost, or (SMS/email) a
-# resent POST /sessions opened a second challenge and the code that came first belongs to the other.
-RESTARTABLE = ("challenge_expired", "invalid_mfa_code")
-CODES_PER_CHALLENGE = 3  # relayed codes tried against one challenge before the login starts over
+LOGIN = PortalLogin(
+    vendor="WellSky", password_path="/sessions", mfa_path="/sessions/mfa",
+    # The challenge was used up by an answer that got lost, or (SMS/email) a resent POST /sessions
+    # opened a second challenge and the code that came first belongs to the other.
+    restart_codes=("challenge_expired",), wrong_code_codes=("invalid_mfa_code",),
+)
 
 
 class PortalClient:
@@ -27,54 +26,13 @@ class PortalClient:
 
     # --- session ----------------------------------------------------------------------------------
     def login(self, connection, *, mfa_timeout_s: float, mfa_poll_s: float, sleep) -> dict[str, Any]:
-        """POST /sessions, then answer the MFA challenge it sets: a TOTP code from the credential's
-        secret, or an SMS/email code relayed to /hooks/mfa/. Returns {token, expires_in, cookie, method}.
-
-        When a challenge cannot be answered (see RESTARTABLE) the login starts over with a fresh
-        challenge, at most LOGIN_ATTEMPTS times; a wrong TOTP secret fails all of them, loudly."""
-        for attempt in range(1, LOGIN_ATTEMPTS + 1):
-            try:
-                return self._login(connection, mfa_timeout_s=mfa_timeout_s, mfa_poll_s=mfa_poll_s, sleep=sleep)
-            except AuthenticationFailed as exc:
-                if exc.vendor_code not in RESTARTABLE or attempt == LOGIN_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _login(self, connection, *, mfa_timeout_s: float, mfa_poll_s: float, sleep) -> dict[str, Any]:
-        credential = connection.credential
-        if not credential.username or not credential.password:
-            raise AuthenticationFailed("the WellSky credential needs a username and a password")
-        started: datetime = timezone.now()
-        answer = self._post_json("/sessions", {"username": credential.username, "password": credential.password})
-        method = "password"
-        if answer.get("mfa_required"):
-            method = answer.get("method", "")
-            challenge = answer.get("challenge_id", "")
-            if method == "totp":
-                answer = self._post_json("/sessions/mfa", {"challenge_id": challenge, "code": totp_code(credential.totp_secret)})
-            elif method in ("sms", "email"):
-                answer = self._answer_with_relayed_code(connection, method, challenge, since=started, timeout=mfa_timeout_s,
-                                                        poll=mfa_poll_s, sleep=sleep)
-            else:
-                raise MfaRequired(f"WellSky asked for an MFA method the hub cannot answer: {method!r}")
+        """POST /sessions, then answer the MFA challenge it sets (`LOGIN`). Returns {token, expires_in, cookie, method}."""
+        answer, method = LOGIN.login(self._post_json, connection, mfa_timeout_s=mfa_timeout_s, mfa_poll_s=mfa_poll_s, sleep=sleep)
         token = answer.get("token")
         cookie = answer.get("_cookie")
         if not token or not cookie:
             raise AuthenticationFailed("WellSky opened no session (no token or no session cookie in the answer)")
         return {"token": token, "expires_in": answer.get("expires_in"), "cookie": cookie, "method": method}
-
-    def _answer_with_relayed_code(self, connection, method: str, challenge: str, *, since, timeout: float, poll: float,
-                                  sleep) -> dict[str, Any]:
-        """Answer with the relayed codes in the order they came, up to CODES_PER_CHALLENGE: when a
-        resent POST /sessions opened a second challenge, the first code belongs to the first one."""
-        for attempt in range(1, CODES_PER_CHALLENGE + 1):
-            code = wait_for_mfa_code(connection, method, since=since, timeout=timeout, poll=poll, sleep=sleep)
-            try:
-                return self._post_json("/sessions/mfa", {"challenge_id": challenge, "code": code})
-            except AuthenticationFailed as exc:
-                if exc.vendor_code != "invalid_mfa_code" or attempt == CODES_PER_CHALLENGE:
-                    raise
-        raise AssertionError("unreachable")
 
     def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.http.request("POST", path, authenticated=False, json=body)

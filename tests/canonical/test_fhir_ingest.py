@@ -89,7 +89,7 @@ def test_the_good_resources_go_in_and_the_bad_ones_are_rejected_with_their_path(
     }
     assert stored(m.Encounter, tenant_a, "enc1") == {
         "external_id": "enc1", "status": "finished", "visit_type": "in-person",
-        "period_start": utc(2026, 11, 20, 14, 5), "period_end": utc(2026, 11, 20, 14, 55),
+        "period_start": utc(2026, 11, 20, 14, 5), "period_end": utc(2026, 11, 20, 14, 55), "reason": "", "details": {},
         "patient": "p1", "practitioner": "dr1", "location": LOCATION_ID, "appointment": "apt1",
         # in the order of Encounter.diagnosis, each with its rank; cond-bad stayed out
         "diagnoses": [

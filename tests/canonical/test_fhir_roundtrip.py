@@ -64,6 +64,8 @@ FULL = {
     "encounter": [{
         "external_id": "e1", "patient": "p1", "practitioner": "dr1", "location": "loc1", "appointment": "ap1",
         "status": "finished", "visit_type": "telehealth", "period_start": at(14, 5), "period_end": at(15, 20),
+        "reason": "Follow-up of anxiety",
+        "details": {"edition": "behavioral_health", "session_minutes": 45, "risk_assessment": {"suicide_risk": "low"}},
         "diagnoses": [
             {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9", "display": "Type 2 diabetes mellitus without complications", "rank": 1},
             {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10", "display": "Essential (primary) hypertension", "rank": 2},
