@@ -57,7 +57,7 @@ KINDS: dict[str, KindSpec] = {
         ),
         KindSpec(
             "coverage", m.Coverage,
-            ("payer", "payer_id", "member_id", "plan", "group_number", "priority", "status", "start_date", "end_date"),
+            ("payer", "payer_id", "member_id", "plan", "group_number", "priority", "claim_filing_indicator", "status", "start_date", "end_date"),
             refs={"patient": "patient"}, required_refs=("patient",),
         ),
         KindSpec(

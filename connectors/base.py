@@ -37,6 +37,7 @@ class WriteSpec:
     kind: str  # the canonical kind the answer becomes, or another name the connector keeps (`keep_write_result`)
     capability: str
     required: tuple[str, ...] = ()  # request fields without which the write is refused before anything else
+    follow_up: bool = False  # the write goes on after it succeeds (`Connector.follow_up`, e.g. an 835 to fetch later)
 
 
 @dataclass
@@ -48,6 +49,9 @@ class Page:
     next_state: dict[str, Any]
     done: bool
     deleted_ids: list[str] = field(default_factory=list)  # tombstones a cursor feed reports
+    # full_diff: False when the walk may have missed live records (the list shifted under it), so
+    # this run tombstones nothing; the next poll settles deletions.
+    complete: bool = True
 
 
 @dataclass
@@ -146,6 +150,11 @@ class Connector:
         batch): keep the vendor's answer and return the row (it has a `public_id`). Runs inside the
         transaction that ends the write."""
         raise NotImplementedError(f"{type(self).__name__}.keep_write_result")
+
+    def follow_up(self, name: str, record: Any) -> float | None:
+        """What a write does after it succeeded (`WriteSpec.follow_up`): one step, then the seconds
+        until the next one, or None when it is done. `record` is what `keep_write_result` returned."""
+        return None
 
     # --- sessions -------------------------------------------------------------------------------
     def login(self, session) -> None:

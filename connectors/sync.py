@@ -86,9 +86,11 @@ def run_sync(run_id: int) -> SyncRun | None:
     cursor, _ = SyncCursor.objects.get_or_create(connection=connection, resource=spec.name)
     state = dict(cursor.state)
     statistics = StatisticsKeeper(tables_of(spec.kind))
+    complete = True
     try:
         for _ in range(connector.options.max_pages):
             page = connector.fetch_page(spec, state)
+            complete = complete and page.complete
             with transaction.atomic():
                 outcome = apply_page(connector, spec, run, page.records, deleted_ids=page.deleted_ids)
                 state = page.next_state
@@ -105,7 +107,7 @@ def run_sync(run_id: int) -> SyncRun | None:
             raise VendorError(f"{spec.name}: stopped after {connector.options.max_pages} pages (max_pages); the feed did not end")
         if spec.mode == SyncMode.FULL_DIFF:
             with transaction.atomic():
-                gone = _vanished(run, spec)
+                gone = _vanished(run, spec) if complete else []
                 result = delete_records(spec.kind, gone, tenant=connection.tenant, connection=connection)
                 SyncRun.objects.filter(pk=run.pk).update(deleted=F("deleted") + result.deleted)
                 SyncSeen.objects.filter(run=run).delete()

@@ -107,3 +107,14 @@ def perform_write(*, write_id: int) -> None:
     from connectors import writes
 
     writes.perform_write(write_id)
+
+
+@dramatiq.actor(queue_name="writes", **_OPTIONS)
+def follow_up_write(*, write_id: int, step: int = 0) -> None:
+    """What a write does after it succeeded, one step per message (an 835 to look for, then import),
+    each next step sent with the delay the connector asks for."""
+    from connectors import writes
+
+    delay = writes.follow_up(write_id, step)
+    if delay is not None:
+        follow_up_write.send_with_options(kwargs={"write_id": write_id, "step": step + 1}, delay=max(1, int(delay * 1000)))

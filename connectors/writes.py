@@ -112,6 +112,10 @@ def perform_write(write_id: int) -> VendorWrite | None:
         # connector keeps it in its own model, in the same transaction as the write's end.
         with transaction.atomic():
             record = connector.keep_write_result(write.operation, payload, result)
+            if spec.follow_up:
+                from connectors.tasks import follow_up_write
+
+                transaction.on_commit(lambda: follow_up_write.send(write_id=write.pk))
             return _finish(write, WriteStatus.SUCCEEDED, external_id=result.external_id, kind=spec.kind, record=record)
     resource = connector.resource_for_kind(spec.kind)
     with transaction.atomic():
@@ -158,6 +162,37 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+MAX_FOLLOW_UPS = 100_000  # a bound on every follow-up loop; connectors set tighter ones (e.g. era_poll_limit)
+
+
+def follow_up(write_id: int, step: int = 0) -> float | None:
+    """One step of what a succeeded write does afterwards (`Connector.follow_up`); the seconds until
+    the next step, or None when done. Retryable vendor errors propagate (the job retries)."""
+    write = VendorWrite.objects.select_related("connection__tenant").filter(pk=write_id).first()
+    if write is None or write.status != WriteStatus.SUCCEEDED or step >= MAX_FOLLOW_UPS:
+        return None
+    connector = connector_for(write.connection)
+    spec = connector.write_spec(write.operation)
+    if not spec.follow_up:
+        return None
+    limit = getattr(connector.options, "era_poll_limit", MAX_FOLLOW_UPS)
+    if step >= limit:
+        logger.warning("vendor write %s: follow-up stopped after %s steps", write.public_id, step)
+        return None
+    record = _kept_record(spec.kind, write)
+    return connector.follow_up(write.operation, record)
+
+
+def _kept_record(kind: str, write: VendorWrite):
+    """The row a non-canonical write kept (by its public id), found through the models that can hold it."""
+    from reconciliation.models import ClaimBatch, EligibilityCheck
+
+    model = {"claim_batch": ClaimBatch, "eligibility_check": EligibilityCheck}.get(kind)
+    if model is None or write.record_public_id is None:
+        return None
+    return model.objects.filter(tenant=write.tenant, public_id=write.record_public_id).first()
 
 
 def give_up(write_id: int, error: str) -> None:

@@ -89,7 +89,7 @@ def _draft(tenant: Tenant, encounter: Encounter, fees: dict, place_of_service: s
         claim = Claim.objects.create(
             tenant=tenant, patient=encounter.patient, coverage=coverage, payer_name=coverage.payer,
             payer_id=coverage.payer_id or coverage.payer, patient_control_number=patient_control_number(encounter),
-            place_of_service=place_of_service, total_charge=sum((line.charge for line in lines), Decimal(0)),
+            place_of_service=place_of_service, claim_filing_indicator=coverage.claim_filing_indicator or "CI", total_charge=sum((line.charge for line in lines), Decimal(0)),
             status=ClaimStatus.READY)
         for line in lines:
             line.claim = claim

@@ -56,6 +56,15 @@ def test_demo_sets_up_and_serves(tmp_path):
         assert "Sync runs: 9 succeeded" in output and "Failed jobs open: 0" in output
         assert re.search(r"Booking that fits the authorization .*: booked: appointment [0-9a-f-]{36} \(WellSky AP\d+\)", output)
         assert re.search(r"Booking that exceeds the authorization .*: refused \(authorization_units_exceeded\)", output)
+        # the clinic on eClinicalWorks: a polled sync equal to the sandbox, eligibility, and a claim round trip
+        clinic = {kind: (int(hub), int(source)) for kind, hub, source in re.findall(r"^  clinic (\w+) +(\d+)   \[(\d+)\]$", output, re.MULTILINE)}
+        assert set(clinic) == {"patient", "practitioner", "location", "appointment", "encounter"}
+        assert all(hub == source > 0 for hub, source in clinic.values()), clinic
+        eligibility = re.search(r"Eligibility checks \(270 → 271\): 30 patients: (.*)$", output, re.MULTILINE).group(1)
+        assert all(status in eligibility for status in ("active", "inactive", "not_found")), eligibility
+        assert re.search(r"837P batch \d+ sent to the clearinghouse \(\w+\); 999: accepted, \d+ claims accepted", output)
+        assert re.search(r"^835 .* balanced$", output, re.MULTILINE) and "OUT OF BALANCE" not in output
+        assert re.search(r"Claims after the 835: .*\d+ paid", output)
         assert float(re.search(r"Demo job done in ([\d.]+)s", output).group(1)) < 120
         patients = httpx.get(f"{base}/fhir/r4/Patient", params={"_count": 5}, headers={"Authorization": f"Bearer {key}"}, timeout=5)
         assert patients.status_code == 200 and len(patients.json()["entry"]) == 5

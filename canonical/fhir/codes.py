@@ -27,6 +27,7 @@ ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+CLAIM_FILING_INDICATOR = "https://x12.org/codes/claim-filing-indicator-codes"  # X12 SBR09 (code list 1032)
 CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
 ADJUDICATION = "http://terminology.hl7.org/CodeSystem/adjudication"
 

@@ -292,6 +292,8 @@ def coverage(obj: m.Coverage) -> dict:
     else:
         overlay["priority"] = obj.priority  # order is a positiveInt
     resource["period"] = {key: iso(value) for key, value in (("start", obj.start_date), ("end", obj.end_date)) if value}
+    if obj.claim_filing_indicator:
+        resource["type"] = {"coding": [{"system": codes.CLAIM_FILING_INDICATOR, "code": obj.claim_filing_indicator}]}
     return _finish(resource, overlay)
 
 

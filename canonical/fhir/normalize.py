@@ -312,6 +312,11 @@ def coverage(resource: dict, refs: References) -> Mapped:
             record["group_number"] = _text(coverage_class.get("value"))
             paths["group_number"] = f"class[{index}].value"
     record["priority"] = resource.get("order", 1)
+    record["claim_filing_indicator"] = ""
+    for coding in (resource.get("type") or {}).get("coding") or []:
+        if isinstance(coding, dict) and coding.get("system") == codes.CLAIM_FILING_INDICATOR:
+            record["claim_filing_indicator"] = _text(coding.get("code"))[:2]
+            paths["claim_filing_indicator"] = "type"
     _period_dates(resource, "period", record, paths, ("start_date", "end_date"))
     return Mapped("coverage", _finish(record, resource), paths)
 

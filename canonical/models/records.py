@@ -125,6 +125,7 @@ class Coverage(CanonicalRecord):
     plan = models.CharField(max_length=200, blank=True)
     group_number = models.CharField(max_length=80, blank=True)
     priority = models.PositiveSmallIntegerField(default=1, help_text="1 = primary, 2 = secondary, …")
+    claim_filing_indicator = models.CharField(max_length=2, blank=True, help_text="X12 SBR09, e.g. MB Medicare B, MC Medicaid, CI commercial.")
     status = models.CharField(max_length=20, choices=choices.CoverageStatus.choices, default=choices.CoverageStatus.ACTIVE)
     start_date = models.DateField(null=True, blank=True)
     end_date = models.DateField(null=True, blank=True)

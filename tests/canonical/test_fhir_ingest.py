@@ -109,7 +109,7 @@ def test_the_good_resources_go_in_and_the_bad_ones_are_rejected_with_their_path(
     }
     assert stored(m.Coverage, tenant_a, "cov1") == {
         "external_id": "cov1", "payer": "Medicare Part A", "payer_id": "04111", "member_id": "1EG4TE5MK73", "plan": "Medicare Part A",
-        "group_number": "GRP-100", "priority": 1, "status": "active", "start_date": date(2026, 1, 1), "end_date": date(2026, 12, 31),
+        "group_number": "GRP-100", "priority": 1, "claim_filing_indicator": "", "status": "active", "start_date": date(2026, 1, 1), "end_date": date(2026, 12, 31),
         "patient": "p1",
     }
     assert stored(m.CarePlan, tenant_a, "cp1") == {

@@ -50,7 +50,7 @@ FULL = {
     ],
     "coverage": [{
         "external_id": "cov1", "patient": "p1", "payer": "Medicare", "payer_id": "04111", "member_id": "1EG4TE5MK73", "plan": "Part A",
-        "group_number": "GRP-100", "priority": 2, "status": "active", "start_date": date(2026, 1, 1), "end_date": date(2026, 12, 31),
+        "group_number": "GRP-100", "priority": 2, "claim_filing_indicator": "MA", "status": "active", "start_date": date(2026, 1, 1), "end_date": date(2026, 12, 31),
     }],
     "authorization": [{
         "external_id": "auth1", "patient": "p1", "payer": "Aetna Medicare", "auth_number": "PA-2026-0001", "service_codes": ["G0299", "G0151"],

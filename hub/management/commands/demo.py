@@ -3,7 +3,9 @@
 Sets up the database, starts the vendor sandbox (or uses one at --sandbox-url), creates the `demo`
 tenant with its WellSky connection, credential (with a TOTP secret), entitlements and code
 mappings, runs a full sync through Dramatiq, books an authorization-checked appointment, prints a
-summary, then serves the admin and API (unless --no-serve) and says how to log in.
+summary; then the `demo-clinic` tenant on eClinicalWorks: a polled sync, eligibility checks and a
+claim round trip (837 → 999 → 835 → matched and posted, `hub.demo_clinic`); then serves the admin
+and API (unless --no-serve) and says how to log in.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from connectors.choices import WriteStatus
 from connectors.models import FailedJob, SyncRun, VendorWrite
 from connectors.tasks import perform_write
 from connectors.writes import request_write
+from hub.demo_clinic import CLINIC_ACCOUNT, run_clinic
 from hub.worker import ensure_inprocess_worker
 from tenants.choices import Capability, MappingCategory
 from tenants.models import ApiKey, CodeMapping, Connection, Credential, Entitlement, PartnerApp, Tenant
@@ -84,6 +87,9 @@ class Command(BaseCommand):
         call_command("sync", tenant=tenant.slug, wait=True, timeout=110, stdout=self.stdout)
         self.book_appointments(connection)
         self.summarize(tenant, connection, started, fetch(f"{sandbox_url}/_sandbox/state")["wellsky"])
+        clinic_accounts = {a["username"]: a for a in fetch(f"{sandbox_url}/_sandbox/accounts")["eclinicalworks"]}
+        run_clinic(self.stdout, sandbox_url, clinic_accounts[CLINIC_ACCOUNT])
+        self.stdout.write(f"Demo job done in {time.monotonic() - started:.1f}s.")
         self.stdout.write(
             f"\n  Admin:        http://127.0.0.1:{port}/admin/   user: admin   password: {password}\n"
             f"  API:          http://127.0.0.1:{port}/api/v1/  docs: http://127.0.0.1:{port}/api/docs/\n"
@@ -140,7 +146,6 @@ class Command(BaseCommand):
         self.stdout.write("Sync runs: " + ", ".join(f"{r['n']} {r['status']}" for r in runs))
         failed = FailedJob.objects.filter(tenant=tenant, status="open").count()
         self.stdout.write(f"Failed jobs open: {failed}")
-        self.stdout.write(f"Demo job done in {time.monotonic() - started:.1f}s.")
 
 
 def start_sandbox() -> tuple[subprocess.Popen, str]:
