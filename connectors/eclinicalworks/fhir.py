@@ -4,9 +4,9 @@ tokens, 250 requests per minute per practice, Bulk Data `$export`.
 
 Rate limit: the practice's budget is shared by every connection and worker that calls it (token
 calls included), so the limiter's key is the practice's base URL, not the connection, and it holds
-`requests_per_minute` (240 by default: a margin under 250 for clock skew between us and the server).
-A 429 carries no Retry-After and blocks the rest of the server's minute, so we wait for the next
-clock minute (`RetryPolicy.default_retry_after`).
+`rate_limit` requests per `rate_window_s` (240 a minute by default: a margin under 250 for clock
+skew between us and the server). A 429 carries no Retry-After and blocks the rest of the server's
+minute, so we wait for the next clock minute (`until_next_window`).
 
 Reading: every resource is read whole and diffed (`full_diff`: the surface has no change feed and
 no webhooks). With `bulk_export` (the default) each run is one `Group/<id>/$export` for its type:
@@ -18,6 +18,8 @@ follow `Bundle.link[next]`.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from pydantic import Field
@@ -48,17 +50,18 @@ RESOURCES = (
 )
 
 
-def until_next_minute(clock=time.time) -> float:
-    """Seconds to the next clock minute, and a second more: the server's window is the clock minute."""
-    return 60.0 - clock() % 60.0 + 1.0
+def until_next_window(window_s: float = 60.0, clock=time.time) -> float:
+    """Seconds to the start of the next window (the clock minute), and a little more: the server counts per window."""
+    return window_s - clock() % window_s + min(1.0, window_s / 10)
 
 
 class EClinicalWorksFhirOptions(ConnectionOptions):
     token_url: str = Field(default="", max_length=500, description="the token endpoint, when it is not <FHIR base>/token")
     scope: str = Field(default="system/*.read", max_length=500)
     key_id: str = Field(default="", max_length=200, description="the kid of the registered public key, when the JWKS holds several")
-    requests_per_minute: int = Field(default=240, ge=1, le=PRACTICE_LIMIT_PER_MINUTE,
-                                     description="the share of the practice's 250 requests a minute this hub may spend")
+    rate_limit: int = Field(default=240, ge=1, le=PRACTICE_LIMIT_PER_MINUTE,
+                            description="requests per window this hub may spend of the practice's 250 a minute")
+    rate_window_s: int = Field(default=60, ge=1, le=3600, description="the practice's rate window: a clock minute")
     bulk_export: bool = Field(default=True, description="read each resource through Bulk Data $export instead of paging searches")
     group_id: str = Field(default="all-patients", max_length=200, description="the Group exported (Group/<id>/$export)")
     export_timeout_s: float = Field(default=900.0, gt=0, le=6 * 3600, description="how long one run waits for its export")
@@ -74,8 +77,6 @@ class EClinicalWorksFhirConnector(FhirSearchConnector):
     resources = tuple(ResourceSpec(name, kind, SyncMode.FULL_DIFF, capability, page_size=SEARCH_PAGE_SIZE)
                       for name, _, kind, capability in RESOURCES)
     fhir_types = {name: fhir_type for name, fhir_type, _, _ in RESOURCES}
-    retry_policy = RetryPolicy(default_retry_after=until_next_minute)
-    sleep = staticmethod(time.sleep)
 
     @property
     def rate_limit_key(self) -> str:
@@ -83,7 +84,10 @@ class EClinicalWorksFhirConnector(FhirSearchConnector):
 
     @property
     def rate_limit(self) -> RateLimit:
-        return RateLimit(self.options.requests_per_minute, window_seconds=60)
+        return RateLimit(self.options.rate_limit, window_seconds=self.options.rate_window_s)
+
+    def retry(self) -> RetryPolicy:
+        return replace(self.retry_policy, default_retry_after=partial(until_next_window, float(self.options.rate_window_s)))
 
     # --- session ----------------------------------------------------------------------------------
     def login(self, session) -> None:

@@ -59,7 +59,8 @@ class BulkExport:
                 if not isinstance(manifest, dict) or not isinstance(manifest.get("output"), list):
                     raise FinalError(f"{self.http.vendor}: the export's manifest has no output list")
                 return manifest
-            wait = min(parse_retry_after(response.headers.get("Retry-After")) or DEFAULT_WAIT_S, MAX_WAIT_S)
+            told = parse_retry_after(response.headers.get("Retry-After"))
+            wait = min(DEFAULT_WAIT_S if told is None else told, MAX_WAIT_S)
             if self.clock() + wait > deadline:
                 raise RetryableError(f"{self.http.vendor}: the bulk export was still running after {timeout:.0f}s "
                                      f"({response.headers.get('X-Progress', 'no progress given')})")

@@ -14,6 +14,8 @@ own export would use an extension. What it does at its edge:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar
@@ -56,14 +58,18 @@ class _SearchBundle(BaseModel):
 class FhirSearchConnector(Connector):
     fhir_types: ClassVar[dict[str, str]] = {}  # resource name -> FHIR resource type
     retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
+    sleep: ClassVar[Callable[[float], None]] = staticmethod(time.sleep)  # every wait of this connector (tests replace it)
 
     # --- plumbing ---------------------------------------------------------------------------------
     @cached_property
     def http(self) -> VendorHttpClient:
         return VendorHttpClient(
             base_url=self.base_url, vendor=self.key, connection_key=self.rate_limit_key, auth=SessionManager(self),
-            rate_limit=self.rate_limit, retry=self.retry_policy, default_headers={"Accept": "application/fhir+json"},
+            rate_limit=self.rate_limit, retry=self.retry(), default_headers={"Accept": "application/fhir+json"}, sleep=self.sleep,
         )
+
+    def retry(self) -> RetryPolicy:
+        return self.retry_policy
 
     @property
     def base_url(self) -> str:

@@ -95,6 +95,15 @@ class EClinicalWorks:
     control_number: int = 0  # ISA13 of the 270s sent
     lock: threading.RLock = field(default_factory=threading.RLock)
     server: Any = None
+    # The FHIR R4 surface (fhir.py, bulk.py): requests per clock minute per practice base URL (0: none), the wall
+    # clock it counts minutes and token lifetimes by (tests inject one), and how bulk exports behave.
+    fhir_rate_limit_per_minute: int = 250
+    fhir_rate_window_s: int = 60  # the real one counts per clock minute; tests shorten the window
+    fhir_clock: Any = time.time
+    fhir_export_polls: int = 2  # status polls answered 202 before the manifest
+    fhir_export_seconds: float = 0  # ... and seconds that must pass
+    fhir_export_retry_after_s: int = 2  # the Retry-After of the kick-off and the polls (the real one says 120)
+    fhir_export_file_size: int = 10_000  # resources per NDJSON file
 
     def __post_init__(self) -> None:
         if self.practice is None:
@@ -118,7 +127,9 @@ class EClinicalWorks:
 
     # --- the control plane ----------------------------------------------------------------------
     def accounts(self) -> list[dict[str, Any]]:
-        return [asdict(a) for a in self.accounts_by_name.values()]
+        from sandbox.ecw import fhir  # the FHIR backend clients (kind "fhir_backend") with their private keys
+
+        return [asdict(a) for a in self.accounts_by_name.values()] + fhir.backend_accounts(self)
 
     def configure_account(self, username: str, values: dict[str, Any]) -> dict[str, Any]:
         account = self.accounts_by_name.get(username)
@@ -136,12 +147,18 @@ class EClinicalWorks:
         return asdict(account)
 
     def state(self) -> dict[str, int]:
-        return {name: self.practice.table(name).live_count() for name in RESOURCES}
+        from sandbox.ecw import fhir
+
+        return {**{name: self.practice.table(name).live_count() for name in RESOURCES}, **fhir.counters(self)}
 
     # --- dispatch ---------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         from sandbox.ecw import portal  # the surface imports this module
 
+        if request.path == "/fhir" or request.path.startswith("/fhir/"):
+            from sandbox.ecw import fhir
+
+            return fhir.handle(self, request)
         return portal.handle(self, request)
 
     # --- login and sessions ------------------------------------------------------------------------
@@ -274,8 +291,13 @@ class EClinicalWorks:
         only = spec.get("resource")
         if only is not None and (not isinstance(only, str) or only not in RESOURCES):
             raise refuse(106, f"resource must be one of {', '.join(RESOURCES)}", field="resource")
+        from sandbox.ecw import fhir
+
+        fhir_settings = fhir.configure(self, spec)  # fhir_rate_limit_per_minute, fhir_export_*: checked, then set
         rng = self.server.rng if self.server is not None else random.Random(self.seed)
         done: dict[str, Any] = {"created": {}, "changed": {}, "deleted": {}, "signed_notes": [], "amended_notes": []}
+        if fhir_settings:
+            done["fhir"] = fhir_settings
         with self.lock:
             for _ in range(counts["creates"]):
                 found = self._create_one(rng, only)
