@@ -1,6 +1,6 @@
 """Figures for 835 remittances (issue 6): parsing against pyx12 and a bare split, then import + match + post.
 
-    .venv/bin/python bench/era_import.py [--claims 10000] [--db sqlite|postgres] [--profile]
+    .venv/bin/python bench/era_import.py [--claims 10000] [--db sqlite|postgres] [--profile] [--parse-only]
 
 One run, one process:
 
@@ -32,7 +32,7 @@ One run, one process:
    too; then the stored rows are checked (every claim matched and posted, to the cent, statuses,
    balanced) and a re-import of the same file is timed (it must change nothing).
    With --profile the import is repeated for a second tenant set up alike, under cProfile, and
-   the top functions print.
+   the top functions print. --parse-only stops after step 2 (no database, no Django settings).
 
 Record the figures in bench/README.md.
 """
@@ -616,13 +616,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="parse timings: best of this many (default 3)")
     parser.add_argument("--profile", action="store_true", help="repeat the import under cProfile and print the top functions")
     parser.add_argument("--top", type=int, default=30, help="functions printed per profile ordering (default 30)")
+    parser.add_argument("--parse-only", action="store_true", help="the parse timings only: no database, import or Django settings")
     args = parser.parse_args(argv)
     if args.claims < 1 or args.repeats < 1:
         parser.error("--claims and --repeats must be positive")
 
     load = os.getloadavg()
-    print(f"835 import bench: {args.claims:,} claims, {args.db}; load average {load[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"835 import bench: {args.claims:,} claims, {'parse only' if args.parse_only else args.db}; "
+          f"load average {load[0]:.1f} on {os.cpu_count()} CPUs")
     era = make_era(args.claims)
+    if args.parse_only:
+        return 0 if parse_figures(era, args.repeats) else 1
     with tempfile.TemporaryDirectory(prefix="sb-bench-era-") as scratch:
         _environment(args.db, Path(scratch))
         try:

@@ -8,9 +8,7 @@ tolerated because payers and clearinghouses send both.
 
 from __future__ import annotations
 
-import functools
 import gc
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -142,64 +140,117 @@ def read_delimiters(data: str | bytes, position: int = 0, segment_number: int = 
         raise fail(f"unusable delimiters: {exc}")
 
 
+def _strip_characters(delimiters: Delimiters) -> tuple[str, str]:
+    """The blanks dropped before a segment and the line breaks dropped after one (none that is a delimiter)."""
+    used = (delimiters.element, delimiters.component, delimiters.repetition)
+    leading = "".join(character for character in _BLANKS if character not in used)
+    trailing = "".join(character for character in _LINE_BREAKS if character not in used)
+    return leading, trailing
+
+
+def segment_texts(text: str, delimiters: Delimiters, *, exact: bool = True) -> list[str]:
+    """The segments of `text` as strings, not split into elements yet.
+
+    Line breaks around segments are dropped (unless they are delimiters themselves); empty
+    segments, such as a trailing line break, are skipped. Most files have no blank around their
+    terminators, so `text` is searched for one first (single characters, which is fast) and each
+    segment is stripped only when there is something to strip.
+
+    `exact=False` saves the two searches that a blank character other than a line break (a space
+    or tab before a segment) and an empty segment in the middle of the text need: such segments
+    are then left as they are, an id starting with a blank or an empty one, which a reader that
+    refuses unknown segment ids leaves to an exact reading (as `parse_835` does).
+    """
+    leading, trailing = _strip_characters(delimiters)
+    terminator = delimiters.segment
+    texts = text.split(terminator)
+    strip = any(character in text for character in trailing)
+    if exact and not strip:
+        # A space is inside elements of every file: only one right after a terminator (or first) is stripped.
+        strip = (
+            any(character in text for character in leading if character != " ")
+            or (" " in leading and (text.startswith(" ") or terminator + " " in text))
+        )
+    if strip:
+        return [segment for raw in texts if (segment := raw.lstrip(leading).rstrip(trailing))]
+    if exact and (not texts[0] or terminator * 2 in text):
+        return [raw for raw in texts if raw]
+    if not texts[-1]:  # the text ends with a terminator, as it should
+        texts.pop()
+    return texts
+
+
 def split_segments(text: str, delimiters: Delimiters, first_number: int = 1) -> list[Segment]:
     """Split `text` into segments with known delimiters, numbering them from `first_number`.
 
     Line breaks around segments are dropped (unless they are delimiters themselves); empty
     segments, such as a trailing line break, are skipped without taking a number.
     """
-    used = (delimiters.element, delimiters.component, delimiters.repetition)
-    leading = "".join(character for character in _BLANKS if character not in used)
-    trailing = "".join(character for character in _LINE_BREAKS if character not in used)
-    element = delimiters.element
+    return _numbered_segments(segment_texts(text, delimiters), delimiters.element, first_number)
+
+
+def _numbered_segments(texts: list[str], element: str, first_number: int) -> list[Segment]:
     segments: list[Segment] = []
     append = segments.append
     # list's own constructor, skipping Segment.__init__: this loop runs once per segment of big files.
     new, fill = list.__new__, list.__init__
-    number = first_number
-    for raw in text.split(delimiters.segment):
-        raw = raw.lstrip(leading).rstrip(trailing)
-        if raw:
-            segment = new(Segment)
-            fill(segment, raw.split(element))
-            segment.number = number
-            append(segment)
-            number += 1
+    for number, raw in enumerate(texts, first_number):
+        segment = new(Segment)
+        fill(segment, raw.split(element))
+        segment.number = number
+        append(segment)
     return segments
 
 
-@functools.lru_cache(maxsize=32)
-def _iea_pattern(delimiters: Delimiters) -> re.Pattern[str]:
-    # An IEA segment: a terminator, optional blanks, "IEA" and an element separator.
-    return re.compile(re.escape(delimiters.segment) + r"[ \t\r\n]*IEA" + re.escape(delimiters.element))
-
-
 def _interchange_end(text: str, start: int, delimiters: Delimiters) -> int:
-    """The offset just past the IEA of the interchange starting at `start` (the end of text without one)."""
-    found = _iea_pattern(delimiters).search(text, start + ISA_LENGTH - 1)
-    if found is None:
-        return len(text)
-    terminator = text.find(delimiters.segment, found.end())
-    return len(text) if terminator == -1 else terminator + 1
+    """The offset just past the IEA of the interchange starting at `start` (the end of text without one).
+
+    The IEA is the first "IEA" and element separator after the ISA that starts a segment: only
+    blanks between it and the terminator before it.
+    """
+    terminator = delimiters.segment
+    first = start + ISA_LENGTH - 1  # the ISA's terminator, the first one an IEA can follow
+    tag = "IEA" + delimiters.element
+    found = text.find(tag, first + 1)
+    while found != -1:
+        before = found - 1
+        while before >= first and text[before] != terminator and text[before] in _BLANKS:
+            before -= 1
+        if before >= first and text[before] == terminator:
+            end = text.find(terminator, found + len(tag))
+            return len(text) if end == -1 else end + 1
+        found = text.find(tag, found + 1)
+    return len(text)
 
 
-def _interchange_chunks(data: str | bytes) -> Iterator[tuple[Delimiters, list[Segment]]]:
-    """Each interchange in the file with its own delimiters and segments, numbered through the file."""
+def interchange_texts(data: str | bytes, *, exact: bool = True) -> Iterator[tuple[Delimiters, int, list[str]]]:
+    """Each interchange in the file: its delimiters, the number of its ISA in the file and its
+    segments as strings (see `segment_texts`, and `exact` there).
+
+    Raises X12Error when the file does not start with a complete ISA, or when text after an IEA is
+    not another interchange.
+    """
     text = _as_text(data)
     position = _skip_blanks(text, 0)
     number = 1
     while True:
         delimiters = read_delimiters(text, position, number)
         end = _interchange_end(text, position, delimiters)
-        segments = split_segments(text[position:end], delimiters, number)
-        yield delimiters, segments
-        number += len(segments)
+        texts = segment_texts(text[position:end], delimiters, exact=exact)
+        yield delimiters, number, texts
+        number += len(texts)
         position = _skip_blanks(text, end)
         if position >= len(text):
             return
         if not text.startswith("ISA", position):
             found = text[position : position + 20]
             raise X12Error(f"text after IEA is not another interchange: {found!r}", segment_number=number)
+
+
+def _interchange_chunks(data: str | bytes) -> Iterator[tuple[Delimiters, list[Segment]]]:
+    """Each interchange in the file with its own delimiters and segments, numbered through the file."""
+    for delimiters, first_number, texts in interchange_texts(data):
+        yield delimiters, _numbered_segments(texts, delimiters.element, first_number)
 
 
 def tokenize(data: str | bytes) -> list[Segment]:
