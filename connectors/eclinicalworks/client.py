@@ -9,7 +9,7 @@ import httpx
 
 from connectors.auth_flows import PortalLogin
 from connectors.eclinicalworks import constants as c
-from connectors.errors import AuthenticationFailed, FinalError, WriteRefused
+from connectors.errors import AuthenticationFailed, FinalError, RateLimited, RetryableError, WriteRefused
 from connectors.http import VendorHttpClient
 
 LOGIN = PortalLogin(
@@ -21,8 +21,9 @@ APPOINTMENT_EXISTS = "203"
 
 
 class PortalClient:
-    def __init__(self, http: VendorHttpClient):
+    def __init__(self, http: VendorHttpClient, *, filing: VendorHttpClient | None = None):
         self.http = http
+        self.filing = filing or http  # a client that never sends a request twice (see submit_claim)
 
     # --- session ----------------------------------------------------------------------------------
     def login(self, connection, *, mfa_timeout_s: float, mfa_poll_s: float, sleep) -> dict[str, Any]:
@@ -33,7 +34,15 @@ class PortalClient:
         return {"token": token, "expires_in": answer.get("expires_in"), "method": method, "modules": answer.get("modules") or []}
 
     def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer = self.http.request("POST", path, authenticated=False, json=body)
+        try:
+            answer = self.http.request("POST", path, authenticated=False, json=body)
+        except AuthenticationFailed as exc:
+            # The portal's login codes are numbers (401, 402, 403): say which rule refused, so that a
+            # wrong password reads as one. The vendor code stays as it came, for LOGIN's restarts.
+            rule = exc.body.get("rule") if isinstance(exc.body, dict) else None
+            if isinstance(rule, str) and rule.replace("_", "").isalnum() and len(rule) <= 40:
+                raise AuthenticationFailed(f"{exc}: {rule}", status=exc.status, vendor_code=exc.vendor_code, body=exc.body) from None
+            raise
         return _object(answer, path)
 
     # --- reading ----------------------------------------------------------------------------------
@@ -83,14 +92,29 @@ class PortalClient:
                 raise refusal(exc.vendor_code, exc.body, exc.status) from None
             raise
 
-    def submit_claim(self, x12: str) -> dict[str, Any]:
-        try:
-            response = self.http.request("POST", "/submit_claim", content=x12.encode("ascii"),
-                                         headers={"Content-Type": "application/edi-x12"})
-        except FinalError as exc:
-            if exc.status in (403, 422) and isinstance(exc.body, dict):
-                raise refusal(exc.vendor_code, exc.body, exc.status) from None
-            raise
+    def submit_claim(self, x12: str, *, batch_label: str = "") -> dict[str, Any]:
+        """POST /submit_claim, sent once. The portal takes no idempotency key and the clearinghouse
+        files whatever arrives: a file sent again after a lost answer is filed twice, and the payer
+        denies every claim of the second filing as a duplicate (CO-18). So `filing` never resends on
+        its own: a call that got no answer (or a 5xx) may have filed the claims and ends the write,
+        naming the batch, for a biller to check at the clearinghouse. A 401 (sent again once, on the
+        renewed session) or a 429 filed nothing."""
+        for attempt in (1, 2):
+            try:
+                response = self.filing.request("POST", "/submit_claim", content=x12.encode("ascii"),
+                                               headers={"Content-Type": "application/edi-x12"})
+                break
+            except RateLimited:
+                raise
+            except RetryableError as exc:
+                raise FinalError(f"eclinicalworks: the claim file {batch_label} may have reached the clearinghouse, but its "
+                                 f"answer did not come ({exc}); check the clearinghouse before sending it again") from None
+            except FinalError as exc:
+                if exc.status == 401 and attempt == 1:
+                    continue  # refused before the session was renewed: nothing was filed
+                if exc.status in (403, 422) and isinstance(exc.body, dict):
+                    raise refusal(exc.vendor_code, exc.body, exc.status) from None
+                raise
         answer = _object(response, "/submit_claim")
         if not answer.get("batch_id") or not isinstance(answer.get("ack_999"), str):
             raise FinalError("eclinicalworks: /submit_claim answered without a batch id and a 999")

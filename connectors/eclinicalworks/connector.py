@@ -4,10 +4,11 @@ Reading: the portal has no change cursor and no webhooks, so every resource is p
 diffed (`full_diff`): the upsert engine compares each record's content hash, so a record that
 changed produces exactly one update event, an unchanged one none, and one no page listed is
 tombstoned at the end of the run. The portal pages by offset; a deletion while we page shifts the
-later pages, which would hide a live record from this poll. So the walk watches `total`: when it
-drops between pages the walk starts again from page 1 (what it already saw stays seen), and if the
-practice keeps deleting faster than we can page, the run ends without tombstones (`complete=False`)
-and the next poll settles them.
+later pages, which would hide a live record from this poll. So the walk watches `total`, and checks
+that the record just before each page is still the last one of the page before (a deletion offset
+by a booking leaves the total unchanged): on a shift the walk starts again from page 1 (what it
+already saw stays seen), and if the practice keeps deleting faster than we can page, the run ends
+without tombstones (`complete=False`) and the next poll settles them.
 
 Writing: `book_appointment` (POST /create_appointment, or healow's /healow/book for telehealth,
 with our write id as the portal's `reference`, which makes a retry idempotent), `check_eligibility`
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -90,11 +92,12 @@ class EClinicalWorksConnector(Connector):
     def portal(self) -> PortalClient:
         if not hasattr(self, "_portal"):
             rate = self.options.rate_limit_per_second
-            http = VendorHttpClient(
-                base_url=self.connection.base_url.rstrip("/"), vendor=self.key, connection_key=str(self.connection.public_id),
-                auth=SessionManager(self), rate_limit=RateLimit(rate) if rate else None, retry=self.retry_policy,
-            )
-            self._portal = PortalClient(http)
+            common = {"base_url": self.connection.base_url.rstrip("/"), "vendor": self.key, "connection_key": str(self.connection.public_id),
+                      "auth": SessionManager(self), "rate_limit": RateLimit(rate) if rate else None}
+            http = VendorHttpClient(**common, retry=self.retry_policy)
+            # Claim files are sent once (PortalClient.submit_claim): no automatic resend.
+            filing = VendorHttpClient(**common, retry=replace(self.retry_policy, max_attempts=1))
+            self._portal = PortalClient(http, filing=filing)
         return self._portal
 
     @staticmethod
@@ -113,19 +116,35 @@ class EClinicalWorksConnector(Connector):
     def fetch_page(self, resource: ResourceSpec, state: dict[str, Any]) -> Page:
         size = min(self.options.page_size or resource.page_size, c.PAGE_SIZE)
         number = int(state.get("page", 1))
-        body = self.portal().page(self.path_of(resource), page=number, page_size=size)
-        records = [r for r in body["items"] if isinstance(r, dict)]
-        if resource.name == "coverage":
-            records = mapping.coverage_rows(records)
+        path = self.path_of(resource)
+        body = self.portal().page(path, page=number, page_size=size)
+        items = [r for r in body["items"] if isinstance(r, dict)]
+        # Coverage rows come from the patients list: a page of self-pay patients holds none, yet the list goes on.
+        records = mapping.coverage_rows(items) if resource.name == "coverage" else items
         total, first_total = body["total"], state.get("total", body["total"])
         restarts = int(state.get("restarts", 0))
-        if total < first_total and restarts < MAX_RESTARTS:
-            # Records were deleted while we paged: later pages shifted back, so walk again from the start.
+        # Records were deleted while we paged: later pages shifted back. Once seen, a shift stays seen
+        # (a walk that could not start again settles nothing).
+        shifted = bool(state.get("shifted")) or total < first_total or (
+            number > 1 and not self._still_before(path, number, size, state.get("last_id")))
+        if shifted and restarts < MAX_RESTARTS:
+            # Walk again from the start.
             return Page(records, {"page": 1, "total": total, "restarts": restarts + 1}, done=False)
-        if body.get("has_more") and records:
-            return Page(records, {"page": number + 1, "total": min(total, first_total), "restarts": restarts}, done=False)
+        if body.get("has_more") and items:
+            return Page(records, {"page": number + 1, "total": min(total, first_total), "restarts": restarts,
+                                  "last_id": str(items[-1].get("id")), "shifted": shifted}, done=False)
         # A full_diff run starts from page 1 every time: the next run's state is empty.
-        return Page(records, {}, done=True, complete=total >= first_total)
+        return Page(records, {}, done=True, complete=not shifted)
+
+    def _still_before(self, path: str, number: int, size: int, last_id: Any) -> bool:
+        """Whether the record just before page `number` is still the last one the page before listed.
+
+        A deletion offset by a booking (added at the end of the list) leaves `total` as it was, yet
+        shifts every later page back by one: this one-record look at the boundary sees it."""
+        if not last_id:
+            return False
+        items = self.portal().page(path, page=(number - 1) * size, page_size=1)["items"]
+        return bool(items) and isinstance(items[0], dict) and str(items[0].get("id")) == last_id
 
     def fetch_one(self, resource: ResourceSpec, external_id: str) -> dict[str, Any] | None:
         if resource.name == "coverage":
@@ -182,7 +201,7 @@ class EClinicalWorksConnector(Connector):
             problems = "; ".join((export.problems if export else [])[:5]) or "no claim is ready"
             raise WriteRefused("nothing_to_submit", f"no ready 837{kind} claim could be exported: {problems}",
                                details={"ready": export.ready if export else 0})
-        answer = self.portal().submit_claim(batch.body)
+        answer = self.portal().submit_claim(batch.body, batch_label=f"(batch control number {batch.control_number})")
         return WriteResult(str(answer["batch_id"]), {**answer, "claim_batch_id": batch.pk})
 
     def keep_write_result(self, name: str, payload: dict[str, Any], result: WriteResult) -> Any:
