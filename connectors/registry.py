@@ -39,7 +39,7 @@ VENDORS: dict[str, VendorInfo] = {
 }
 
 # The vendors whose connectors ship with the hub, imported on first use of the registry.
-BUILTIN_CONNECTORS: tuple[str, ...] = ("connectors.wellsky", "connectors.eclinicalworks")
+BUILTIN_CONNECTORS: tuple[str, ...] = ("connectors.wellsky", "connectors.eclinicalworks", "connectors.fhir.connector")
 
 CONNECTORS: dict[str, type] = {}
 _loaded_extras = False
