@@ -16,33 +16,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from canonical.codes import CodeMapper
 from connectors.eclinicalworks import constants as c
 from connectors.errors import InvalidPayload
-from connectors.payloads import parse
+from connectors.payloads import RawAddress, RawIdentifier, RawModel, one_of, parse
 from tenants.choices import MappingCategory
 
 
-class _Raw(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Address(_Raw):
-    line1: str = ""
-    line2: str = ""
-    city: str = ""
-    state: str = ""
-    zip: str = ""
-
-
-class Identifier(_Raw):
-    type: str
-    value: str
-
-
-class CoverageItem(_Raw):
+class CoverageItem(RawModel):
     priority: int
     payer_id: str = ""
     payer_name: str
@@ -55,7 +36,7 @@ class CoverageItem(_Raw):
     termination_date: date | None = None
 
 
-class RawPatient(_Raw):
+class RawPatient(RawModel):
     id: str
     first_name: str
     middle_name: str = ""
@@ -65,12 +46,12 @@ class RawPatient(_Raw):
     language: str = ""
     phone: str = ""
     email: str = ""
-    address: Address = Address()
-    identifiers: list[Identifier] = []
+    address: RawAddress = RawAddress()
+    identifiers: list[RawIdentifier] = []
     coverage: list[CoverageItem] = []
 
 
-class RawProvider(_Raw):
+class RawProvider(RawModel):
     id: str
     npi: str = ""
     first_name: str = ""
@@ -82,15 +63,15 @@ class RawProvider(_Raw):
     status: str = "active"
 
 
-class RawFacility(_Raw):
+class RawFacility(RawModel):
     id: str
     name: str
     phone: str = ""
-    address: Address = Address()
+    address: RawAddress = RawAddress()
     active: bool = True
 
 
-class RawAppointment(_Raw):
+class RawAppointment(RawModel):
     id: str
     patient_id: str
     provider_id: str | None = None
@@ -103,20 +84,20 @@ class RawAppointment(_Raw):
     reason: str = ""
 
 
-class Diagnosis(_Raw):
+class Diagnosis(RawModel):
     rank: int = 1
     code: str
     description: str = ""
 
 
-class Procedure(_Raw):
+class Procedure(RawModel):
     code: str
     description: str = ""
     units: Decimal = Decimal(1)
     modifiers: list[str] = []
 
 
-class Vitals(_Raw):
+class Vitals(RawModel):
     height_in: Decimal | None = None
     weight_lb: Decimal | None = None
     bmi: Decimal | None = None
@@ -129,12 +110,12 @@ class Vitals(_Raw):
     taken_at: datetime | None = None
 
 
-class Score(_Raw):
+class Score(RawModel):
     score: int
     severity: str = ""
 
 
-class Amendment(_Raw):
+class Amendment(RawModel):
     amendment_id: str = ""
     reason_code: str
     reason: str = ""
@@ -144,7 +125,7 @@ class Amendment(_Raw):
     signed_at: datetime | None = None
 
 
-class ProgressNote(_Raw):
+class ProgressNote(RawModel):
     note_id: str = ""
     status: Literal["draft", "signed", "locked"]
     source: str = "provider"
@@ -159,7 +140,7 @@ class ProgressNote(_Raw):
     amendments: list[Amendment] = []
 
 
-class RawEncounter(_Raw):
+class RawEncounter(RawModel):
     id: str
     appointment_id: str | None = None
     patient_id: str
@@ -183,18 +164,6 @@ class RawEncounter(_Raw):
     risk_assessment: dict[str, Any] | None = None
 
 
-def _one_of(table: dict[str, str], value: str, field: str) -> str:
-    try:
-        return table[value]
-    except KeyError:
-        raise InvalidPayload(f"{field}: {value!r} is not one of {', '.join(table)}", path=field) from None
-
-
-def _address(address: Address) -> dict[str, str]:
-    return {"address_line1": address.line1, "address_line2": address.line2, "city": address.city, "state": address.state,
-            "postal_code": address.zip, "country": "US" if address.line1 else ""}
-
-
 def _digits(phone: str) -> str:
     return "".join(ch for ch in phone if ch.isdigit())
 
@@ -206,8 +175,8 @@ def patient(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     language = c.LANGUAGES.get(p.language) or mapper.code(MappingCategory.LANGUAGE, c.SOURCE_SYSTEM, p.language)
     return {
         "external_id": p.id, "family_name": p.last_name, "given_names": [n for n in (p.first_name, p.middle_name) if n],
-        "birth_date": p.date_of_birth, "sex": _one_of(c.SEX, p.sex, "sex"), "language": language, "phone": p.phone,
-        "email": p.email, **_address(p.address),
+        "birth_date": p.date_of_birth, "sex": one_of(c.SEX, p.sex, "sex"), "language": language, "phone": p.phone,
+        "email": p.email, **p.address.canonical(),
         "identifiers": [{"system": systems.get(i.type, f"urn:eclinicalworks:{i.type.lower()}"), "value": i.value}
                         for i in p.identifiers],
     }
@@ -240,7 +209,7 @@ def practitioner(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
 
 def location(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     p = parse(RawFacility, raw)
-    return {"external_id": p.id, "name": p.name, "type": "facility", "phone": p.phone, "active": p.active, **_address(p.address)}
+    return {"external_id": p.id, "name": p.name, "type": "facility", "phone": p.phone, "active": p.active, **p.address.canonical()}
 
 
 def _visit_type(telehealth: bool) -> str:
@@ -250,7 +219,7 @@ def _visit_type(telehealth: bool) -> str:
 def appointment(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     a = parse(RawAppointment, raw)
     return {"external_id": a.id, "patient": a.patient_id, "practitioner": a.provider_id, "location": a.facility_id,
-            "start": a.start, "end": a.end, "status": _one_of(c.APPOINTMENT_STATUS, a.status, "status"),
+            "start": a.start, "end": a.end, "status": one_of(c.APPOINTMENT_STATUS, a.status, "status"),
             "visit_type": _visit_type(a.telehealth),
             "service_code": mapper.code(MappingCategory.VISIT_TYPE, c.SOURCE_SYSTEM, a.visit_type), "description": a.reason[:300]}
 

@@ -10,33 +10,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from canonical.codes import CodeMapper
-from connectors.errors import InvalidPayload
-from connectors.payloads import parse
+from connectors.payloads import RawAddress, RawIdentifier, RawModel, one_of, parse
 from connectors.wellsky import constants as c
 from tenants.choices import MappingCategory
 
 
-class _Raw(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Address(_Raw):
-    line1: str = ""
-    line2: str = ""
-    city: str = ""
-    state: str = ""
-    zip: str = ""
-
-
-class Identifier(_Raw):
-    type: str
-    value: str
-
-
-class CoverageItem(_Raw):
+class CoverageItem(RawModel):
     priority: int
     payer_name: str
     payer_id: str = ""
@@ -47,7 +27,7 @@ class CoverageItem(_Raw):
     termination_date: date | None = None
 
 
-class RawPatient(_Raw):
+class RawPatient(RawModel):
     id: str
     first_name: str
     middle_name: str = ""
@@ -57,12 +37,12 @@ class RawPatient(_Raw):
     language: str = ""
     phone: str = ""
     email: str = ""
-    address: Address = Address()
-    identifiers: list[Identifier] = []
+    address: RawAddress = RawAddress()
+    identifiers: list[RawIdentifier] = []
     coverage: list[CoverageItem] = []
 
 
-class RawPractitioner(_Raw):
+class RawPractitioner(RawModel):
     id: str
     npi: str = ""
     first_name: str = ""
@@ -75,16 +55,16 @@ class RawPractitioner(_Raw):
     hire_date: date | None = None
 
 
-class RawLocation(_Raw):
+class RawLocation(RawModel):
     id: str
     name: str
     type: str = "branch"
     phone: str = ""
-    address: Address = Address()
+    address: RawAddress = RawAddress()
     active: bool = True
 
 
-class RawAuthorization(_Raw):
+class RawAuthorization(RawModel):
     id: str
     patient_id: str
     payer_name: str
@@ -97,7 +77,7 @@ class RawAuthorization(_Raw):
     status: str
 
 
-class RawAppointment(_Raw):
+class RawAppointment(RawModel):
     id: str
     patient_id: str
     practitioner_id: str | None = None
@@ -112,20 +92,20 @@ class RawAppointment(_Raw):
     notes: str = ""
 
 
-class Diagnosis(_Raw):
+class Diagnosis(RawModel):
     rank: int = 1
     code: str
     description: str = ""
 
 
-class Procedure(_Raw):
+class Procedure(RawModel):
     code: str
     modifiers: list[str] = []
     units: Decimal = Decimal(1)
     description: str = ""
 
 
-class Vital(_Raw):
+class Vital(RawModel):
     loinc: str
     description: str = ""
     value: Decimal
@@ -133,7 +113,7 @@ class Vital(_Raw):
     taken_at: datetime | None = None
 
 
-class Note(_Raw):
+class Note(RawModel):
     author_id: str = ""
     summary: str
     status: str = "Draft"
@@ -142,7 +122,7 @@ class Note(_Raw):
     amendments: list[dict[str, Any]] = []
 
 
-class RawEncounter(_Raw):
+class RawEncounter(RawModel):
     id: str
     appointment_id: str | None = None
     patient_id: str
@@ -158,19 +138,19 @@ class RawEncounter(_Raw):
     note: Note | None = None
 
 
-class Goal(_Raw):
+class Goal(RawModel):
     description: str
     target: str = ""
     status: str = ""
 
 
-class Intervention(_Raw):
+class Intervention(RawModel):
     description: str
     frequency: str = ""
     status: str = ""
 
 
-class RawCarePlan(_Raw):
+class RawCarePlan(RawModel):
     id: str
     patient_id: str
     title: str = ""
@@ -182,7 +162,7 @@ class RawCarePlan(_Raw):
     outcomes: list[dict[str, Any]] = []
 
 
-class RawReferral(_Raw):
+class RawReferral(RawModel):
     id: str
     patient_id: str | None = None
     referral_source: str
@@ -191,18 +171,6 @@ class RawReferral(_Raw):
     service_code: str = ""
     status: str
     received_at: datetime | None = None
-
-
-def _one_of(table: dict[str, str], value: str, field: str) -> str:
-    try:
-        return table[value]
-    except KeyError:
-        raise InvalidPayload(f"{field}: {value!r} is not one of {', '.join(table)}", path=field) from None
-
-
-def _address(address: Address) -> dict[str, str]:
-    return {"address_line1": address.line1, "address_line2": address.line2, "city": address.city, "state": address.state,
-            "postal_code": address.zip, "country": "US" if address.line1 else ""}
 
 
 def _service(mapper: CodeMapper, code: str) -> str:
@@ -216,8 +184,8 @@ def patient(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     language = c.LANGUAGES.get(p.language) or mapper.code(MappingCategory.LANGUAGE, c.SOURCE_SYSTEM, p.language)
     return {
         "external_id": p.id, "family_name": p.last_name, "given_names": [n for n in (p.first_name, p.middle_name) if n],
-        "birth_date": p.date_of_birth, "sex": _one_of(c.SEX, p.gender, "gender"), "language": language, "phone": p.phone,
-        "email": p.email, **_address(p.address),
+        "birth_date": p.date_of_birth, "sex": one_of(c.SEX, p.gender, "gender"), "language": language, "phone": p.phone,
+        "email": p.email, **p.address.canonical(),
         "identifiers": [{"system": systems.get(i.type, f"urn:wellsky:{i.type.lower()}"), "value": i.value} for i in p.identifiers],
     }
 
@@ -239,15 +207,15 @@ def practitioner(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
 
 def location(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     p = parse(RawLocation, raw)
-    return {"external_id": p.id, "name": p.name, "type": p.type, "phone": p.phone, "active": p.active, **_address(p.address)}
+    return {"external_id": p.id, "name": p.name, "type": p.type, "phone": p.phone, "active": p.active, **p.address.canonical()}
 
 
 def authorization(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     a = parse(RawAuthorization, raw)
     return {"external_id": a.id, "patient": a.patient_id, "payer": a.payer_name, "auth_number": a.auth_number,
             "service_codes": [_service(mapper, code) for code in a.service_codes], "units_allowed": a.units_allowed,
-            "unit_type": _one_of(c.UNIT_TYPE, a.unit_type, "unit_type"), "start_date": a.start_date, "end_date": a.end_date,
-            "status": _one_of(c.AUTHORIZATION_STATUS, a.status, "status")}
+            "unit_type": one_of(c.UNIT_TYPE, a.unit_type, "unit_type"), "start_date": a.start_date, "end_date": a.end_date,
+            "status": one_of(c.AUTHORIZATION_STATUS, a.status, "status")}
 
 
 def _visit_type(mapper: CodeMapper, value: str) -> str:
@@ -258,7 +226,7 @@ def _visit_type(mapper: CodeMapper, value: str) -> str:
 def appointment(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     a = parse(RawAppointment, raw)
     return {"external_id": a.id, "patient": a.patient_id, "practitioner": a.practitioner_id, "location": a.location_id,
-            "authorization": a.authorization_id, "start": a.start, "end": a.end, "status": _one_of(c.APPOINTMENT_STATUS, a.status, "status"),
+            "authorization": a.authorization_id, "start": a.start, "end": a.end, "status": one_of(c.APPOINTMENT_STATUS, a.status, "status"),
             "visit_type": _visit_type(mapper, a.visit_type), "service_code": _service(mapper, a.service_code), "units": a.units,
             "description": a.notes[:300]}
 
@@ -273,12 +241,12 @@ def encounter(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     notes = []
     if e.note is not None:
         n = e.note
-        notes.append({"author": n.author_id, "text": n.summary, "status": _one_of(c.NOTE_STATUS, n.status, "note.status"),
+        notes.append({"author": n.author_id, "text": n.summary, "status": one_of(c.NOTE_STATUS, n.status, "note.status"),
                       "signed_at": n.signed_at, "signed_by": n.author_id if n.signed_at else "", "locked": n.locked,
                       "amendments": list(n.amendments)})
     return {
         "external_id": e.id, "patient": e.patient_id, "practitioner": e.practitioner_id, "location": e.location_id,
-        "appointment": e.appointment_id, "status": _one_of(c.ENCOUNTER_STATUS, e.status, "status"),
+        "appointment": e.appointment_id, "status": one_of(c.ENCOUNTER_STATUS, e.status, "status"),
         "visit_type": _visit_type(mapper, e.visit_type), "period_start": e.visit_start, "period_end": e.visit_end,
         "diagnoses": [{"system": c.ICD10_SYSTEM, "code": d.code, "display": d.description, "rank": d.rank} for d in e.diagnoses],
         "procedures": procedures,
@@ -289,7 +257,7 @@ def encounter(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
 
 def care_plan(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     p = parse(RawCarePlan, raw)
-    return {"external_id": p.id, "patient": p.patient_id, "title": p.title, "status": _one_of(c.CARE_PLAN_STATUS, p.status, "status"),
+    return {"external_id": p.id, "patient": p.patient_id, "title": p.title, "status": one_of(c.CARE_PLAN_STATUS, p.status, "status"),
             "period_start": p.start_date, "period_end": p.end_date,
             "goals": [g.model_dump() for g in p.goals], "activities": [i.model_dump() for i in p.interventions], "outcomes": list(p.outcomes)}
 
@@ -297,7 +265,7 @@ def care_plan(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
 def referral(raw: Any, mapper: CodeMapper) -> dict[str, Any]:
     r = parse(RawReferral, raw)
     return {"external_id": r.id, "patient": r.patient_id, "source": r.referral_source, "reason": r.reason,
-            "priority": _one_of(c.PRIORITY, r.priority, "priority"), "status": _one_of(c.REFERRAL_STATUS, r.status, "status"),
+            "priority": one_of(c.PRIORITY, r.priority, "priority"), "status": one_of(c.REFERRAL_STATUS, r.status, "status"),
             "service_code": _service(mapper, r.service_code), "received_at": r.received_at}
 
 
