@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "tenants",
     "canonical",
     "connectors",
+    "connectors.hl7v2",
     "reconciliation",
     "sandbox",  # only for `manage.py sandbox`; the hub never imports it
 ]
