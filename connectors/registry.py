@@ -30,7 +30,7 @@ VENDORS: dict[str, VendorInfo] = {
                    "Portal login with MFA, Personal Care Connect (OAuth2) or FHIR R4 Connect."),
         VendorInfo("eclinicalworks", "eClinicalWorks / healow", ("username", "password", "totp_secret", "client_id", "private_key_pem"),
                    "Portal login with MFA; FHIR R4 with SMART Backend Services (RS384 client assertion)."),
-        VendorInfo("welkin", "Welkin Health", ("client_id", "client_secret"),
+        VendorInfo("welkin", "Welkin Health", ("client_id", "client_secret", "extra"),
                    "API client id and secret; change notifications are pinged to the hub."),
         VendorInfo("fhir", "FHIR R4 server", ("client_id", "client_secret", "private_key_pem"),
                    "Any FHIR R4 server: client credentials or SMART Backend Services."),
@@ -39,7 +39,7 @@ VENDORS: dict[str, VendorInfo] = {
 }
 
 # The vendors whose connectors ship with the hub, imported on first use of the registry.
-BUILTIN_CONNECTORS: tuple[str, ...] = ("connectors.wellsky", "connectors.eclinicalworks", "connectors.fhir.connector")
+BUILTIN_CONNECTORS: tuple[str, ...] = ("connectors.wellsky", "connectors.eclinicalworks", "connectors.fhir.connector", "connectors.welkin")
 
 CONNECTORS: dict[str, type] = {}
 _loaded_extras = False
