@@ -20,12 +20,13 @@ def feed(tenant_a):
     return feed_connection(tenant_a)
 
 
+
 @pytest.fixture
-def broker():
-    import dramatiq
+def enqueued(monkeypatch) -> list[dict]:
+    """The apply jobs sent (their arguments), whatever the broker: the stub of `make test` or
+    Redis under `make test-services`; nothing reaches the broker."""
+    from connectors.hl7v2 import tasks
 
-    broker = dramatiq.get_broker()
-    broker.flush_all()
-    yield broker
-    broker.flush_all()
-
+    sent: list[dict] = []
+    monkeypatch.setattr(tasks.apply_hl7_message, "send", lambda *args, **kwargs: sent.append(kwargs))
+    return sent
